@@ -10,6 +10,7 @@ import argparse
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from .config import ConfigError, RunConfig, apply_overrides, list_recipes, load_scenario, load_strategy
@@ -100,6 +101,8 @@ def _data(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # Avalanche 0.6 warns about its own internals (deprecated calls inside its plugins) on every step.
+    warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"avalanche\.")
     from .data import DataError
     from .experiment import RunError
 

@@ -1,0 +1,9 @@
+"""Goodness functions and local losses, one file per objective, each citing its paper and equation."""
+
+from .base import OBJECTIVES, Objective, make_objective, register_objective
+from .distance import DistanceNPair
+from .hinton import HintonFF
+from .sffa import SFFA
+from .symba import SymBa
+
+__all__ = ["OBJECTIVES", "Objective", "make_objective", "register_objective", "DistanceNPair", "HintonFF", "SFFA", "SymBa"]

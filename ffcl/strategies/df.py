@@ -1,0 +1,38 @@
+"""DF: Distance-Forward (Wu et al. 2024, arXiv 2408.14925; seeds/000; algorithms.md section 4).
+
+FF as centroid-based metric learning: with the label code at the input of every layer, the
+goodness of the pass for label c measures how close the image's features are to class c's
+centroid. A goodness-based N-pair margin loss contrasts the true label with several wrong ones at
+once, and layer collaboration lets each layer see (without gradient) what the others score.
+"""
+
+from __future__ import annotations
+
+from ..nn.ff import FFNet
+from ..objectives import DistanceNPair
+from .ff_template import FFTemplate
+from .registry import BuildContext, register_learner
+
+
+@register_learner("df")
+def df(
+    ctx: BuildContext,
+    gamma: float = 4.0,
+    margin: float = 0.5,
+    n_negatives: int = 4,
+    negatives: str = "random",
+    collaboration: bool = True,
+    code_dim: int = 100,
+    code_p: float = 0.1,
+    update: str = "fused",
+    seed: int = 0,
+) -> FFTemplate:
+    """DF with an N-pair margin loss over ``n_negatives`` wrong labels per image."""
+    model = FFNet(
+        ctx.input_shape, ctx.config.hidden, ctx.num_classes, DistanceNPair(gamma, margin),
+        code="random", code_dim=code_dim, code_p=code_p, residual=True, seed=seed,
+    )
+    return FFTemplate(
+        model=model, optimizer=ctx.optimizer(model.parameters()), negatives=negatives,
+        n_negatives=n_negatives, collaboration=collaboration, update=update, **ctx.template_kwargs(),
+    )

@@ -1,0 +1,35 @@
+"""FF: Hinton's Forward-Forward algorithm (Hinton 2022; algorithms.md section 1).
+
+Each layer is trained to have high goodness (sum of squared activities, threshold = width) for an
+image shown with its true label and low goodness with a wrong one; a one-hot label code is
+appended to the image at the first layer; activities are RMS-normalised between layers; a class
+is predicted by the goodness summed over all layers but the first, all candidate labels in one
+batched pass.
+"""
+
+from __future__ import annotations
+
+from ..nn.ff import FFNet
+from ..objectives import HintonFF
+from .ff_template import FFTemplate
+from .registry import BuildContext, register_learner
+
+
+@register_learner("ff")
+def ff(
+    ctx: BuildContext,
+    theta: float | None = None,
+    negatives: str = "random",
+    n_negatives: int = 1,
+    update: str = "fused",
+    seed: int = 0,
+) -> FFTemplate:
+    """Hinton FF. ``theta`` defaults to each layer's width."""
+    model = FFNet(
+        ctx.input_shape, ctx.config.hidden, ctx.num_classes, HintonFF(theta),
+        code="onehot", residual=False, skip_first_in_score=True, seed=seed,
+    )
+    return FFTemplate(
+        model=model, optimizer=ctx.optimizer(model.parameters()), negatives=negatives,
+        n_negatives=n_negatives, update=update, **ctx.template_kwargs(),
+    )

@@ -1,0 +1,169 @@
+"""The FF template: Avalanche's SupervisedTemplate with layer-local learning.
+
+In training, ``forward`` runs the network on each image with its true label and K negative labels
+stacked into the batch, and ``criterion`` is the sum of the blocks' local losses. Because each
+block's input is detached, one backward of that sum gives exactly the local gradients (design.md):
+FF learning inside Avalanche's ordinary loop, so plugins that act on the loss or the gradients
+(EWC, SI, GEM, A-GEM, replay) compose unchanged. ``update="blockwise"`` instead runs backward
+block by block, freeing each block's graph at once (less memory; the same gradients).
+
+Outside the training step (evaluation, and plugins that call ``model(x)``), the network returns
+class scores over the classes seen so far, and ``_criterion`` is a cross-entropy over them: what
+EWC's Fisher information and GEM's reference gradients are computed from. Plugins that distil
+class logits during training (LwF, DER, iCaRL) have no logits to read here and are refused.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from avalanche.training.plugins import LwFPlugin
+from avalanche.training.templates import SupervisedTemplate
+
+from ..nn.ff import FFNet
+
+__all__ = ["FFTemplate", "ScoreCrossEntropy", "sample_negatives", "NEGATIVES"]
+
+NEGATIVES = ("random", "hardest", "all")
+UPDATES = ("fused", "blockwise")
+
+
+class ScoreCrossEntropy(torch.nn.Module):
+    """Cross-entropy over class scores (inactive classes sit at -1e9 and drop out)."""
+
+    def __init__(self, temperature: float = 1.0) -> None:
+        super().__init__()
+        self.temperature = temperature
+
+    def forward(self, scores: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(scores / self.temperature, y)
+
+
+def sample_negatives(
+    y: torch.Tensor, classes: torch.Tensor, k: int, mode: str = "random", scores: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Wrong labels [B, K'] for true labels y, drawn from ``classes`` (the active classes).
+
+    ``random``: K distinct wrong labels uniformly (never the true one, pitfall 5 of algorithms.md);
+    ``hardest``: the K wrong labels with the highest ``scores`` [B, len(classes)];
+    ``all``: every other class (K' = len(classes) - 1). K' = min(k, len(classes) - 1).
+    """
+    c = len(classes)
+    others = classes.expand(len(y), c)[classes[None, :] != y[:, None]].view(len(y), c - 1)
+    if mode == "all" or c - 1 <= k:
+        return others
+    if mode == "random":
+        idx = torch.rand(len(y), c - 1, device=y.device).argsort(dim=1)[:, :k]
+    elif mode == "hardest":
+        if scores is None:
+            raise ValueError("hardest negatives need the candidates' scores")
+        wrong = scores[classes[None, :] != y[:, None]].view(len(y), c - 1)
+        idx = wrong.topk(k, dim=1).indices
+    else:
+        raise ValueError(f"negatives must be one of {', '.join(NEGATIVES)}, got '{mode}'")
+    return others.gather(1, idx)
+
+
+class FFTemplate(SupervisedTemplate):
+    """Avalanche template for :class:`~ffcl.nn.ff.FFNet` learners.
+
+    :param negatives: how wrong labels are chosen (``random``, ``hardest`` or ``all``).
+    :param n_negatives: negatives per sample (K).
+    :param collaboration: add the other layers' detached goodness to each layer's scores before
+        its loss (layer collaboration, used by DF).
+    :param update: ``fused`` (one backward of the summed local losses) or ``blockwise``.
+    """
+
+    def __init__(
+        self,
+        *,
+        model: FFNet,
+        optimizer: torch.optim.Optimizer,
+        negatives: str = "random",
+        n_negatives: int = 1,
+        collaboration: bool = False,
+        update: str = "fused",
+        **kwargs: Any,
+    ) -> None:
+        if negatives not in NEGATIVES:
+            raise ValueError(f"negatives must be one of {', '.join(NEGATIVES)}, got '{negatives}'")
+        if update not in UPDATES:
+            raise ValueError(f"update must be one of {', '.join(UPDATES)}, got '{update}'")
+        if n_negatives < 1:
+            raise ValueError(f"n_negatives must be >= 1, got {n_negatives}")
+        for p in kwargs.get("plugins") or []:
+            if isinstance(p, LwFPlugin):
+                raise ValueError(
+                    f"{type(p).__name__} distils class logits during training; FF learners train on "
+                    "goodness, not logits. Use replay, EWC, SI, GEM or A-GEM with FF learners."
+                )
+        kwargs.setdefault("criterion", ScoreCrossEntropy())
+        super().__init__(model=model, optimizer=optimizer, **kwargs)
+        self.negatives, self.n_negatives = negatives, n_negatives
+        self.collaboration, self.update = collaboration, update
+        self._acts: list[torch.Tensor] | None = None
+        self._labels: torch.Tensor | None = None
+
+    # ---------------------------------------------------------------- the local training step
+
+    def forward(self) -> torch.Tensor:
+        if not self.is_training:
+            return super().forward()
+        model: FFNet = self.model
+        x, y = self.mb_x, self.mb_y
+        model.activate(y)
+        classes = model.active_classes()
+        scores = None
+        if self.negatives == "hardest" and len(classes) - 1 > self.n_negatives:
+            with torch.no_grad():
+                scores = model.scores(x, classes.expand(len(y), -1))
+        negs = sample_negatives(y, classes, self.n_negatives, self.negatives, scores)
+        self._labels = torch.cat([y[:, None], negs], dim=1)
+        if self.update == "fused":
+            self._acts = model.activities(x, self._labels)
+            return model.goodness(self._acts)[..., model.score_layers].sum(-1).detach()
+        self._acts = None
+        return self._labels  # blockwise: activities are computed block by block in criterion()
+
+    def _contexts(self, goodness: torch.Tensor) -> list[torch.Tensor | None]:
+        """For layer collaboration: the detached goodness of all *other* layers, per layer."""
+        if not self.collaboration:
+            return [None] * goodness.shape[-1]
+        g = goodness.detach()
+        total = g.sum(-1)
+        return [total - g[..., i] for i in range(g.shape[-1])]
+
+    def criterion(self) -> torch.Tensor:
+        if not self.is_training:
+            return super().criterion()
+        model: FFNet = self.model
+        if self._labels.shape[1] < 2:  # a single class seen so far: nothing to contrast with
+            return sum(p.sum() * 0 for p in model.parameters())
+        obj = model.objective
+        if self.update == "fused":
+            contexts = self._contexts(model.goodness(self._acts))
+            return sum(obj.loss(a, c) for a, c in zip(self._acts, contexts))
+        # blockwise: one block's graph alive at a time; same gradients as the fused sum
+        x = self.mb_x.flatten(1)
+        contexts: list[torch.Tensor | None] = [None] * len(model.blocks)
+        if self.collaboration:
+            with torch.no_grad():
+                contexts = self._contexts(model.goodness(model.activities(x, self._labels)))
+        total, h = torch.zeros((), device=x.device), None
+        for block, ctx in zip(model.blocks, contexts):
+            a = block(x, model.codes, self._labels, h)
+            loss = obj.loss(a, ctx)
+            loss.backward()
+            total = total + loss.detach()
+            h = model.next_input(a)
+        return total
+
+    def backward(self) -> None:
+        if self.is_training and self.update == "blockwise":
+            # local losses were back-propagated in criterion(); plugins' penalties (EWC, SI) remain
+            if self.loss.requires_grad:
+                self.loss.backward(retain_graph=self.retain_graph)
+            return
+        super().backward()

@@ -1,0 +1,40 @@
+"""SFFA: the Symmetric Forward-Forward Algorithm (Terres-Escudero et al., CoLLAs 2024; seeds/002;
+algorithms.md section 3).
+
+Every layer is split into positive and negative neurons; its fitness is the positive share of the
+layer's activity, trained with a symmetric binary cross-entropy (no threshold). k-winners-take-all
+per half makes the activity sparse and the neurons class-specific. The image and a fixed random
+binary code of the label enter every layer (the authors' residual input); each half is
+RMS-normalised before the next layer. Prediction: the fitness summed over layers, every seen class
+a candidate, in one batched pass.
+"""
+
+from __future__ import annotations
+
+from ..nn.ff import FFNet
+from ..objectives import SFFA
+from .ff_template import FFTemplate
+from .registry import BuildContext, register_learner
+
+
+@register_learner("sffa")
+def sffa(
+    ctx: BuildContext,
+    k: int = 15,
+    code_dim: int = 100,
+    code_p: float = 0.1,
+    collapse_weight: float = 10.0,
+    negatives: str = "random",
+    n_negatives: int = 1,
+    update: str = "fused",
+    seed: int = 0,
+) -> FFTemplate:
+    """SFFA with top-``k`` winners per half and ``code_dim``-bit random label codes."""
+    model = FFNet(
+        ctx.input_shape, ctx.config.hidden, ctx.num_classes, SFFA(collapse_weight),
+        code="random", code_dim=code_dim, code_p=code_p, residual=True, split=True, k=k, seed=seed,
+    )
+    return FFTemplate(
+        model=model, optimizer=ctx.optimizer(model.parameters()), negatives=negatives,
+        n_negatives=n_negatives, update=update, **ctx.template_kwargs(),
+    )

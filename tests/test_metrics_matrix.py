@@ -1,0 +1,88 @@
+"""Tests for ffcl.metrics.matrix on hand-made accuracy matrices (expected values worked out by hand)."""
+
+from __future__ import annotations
+
+import pytest
+
+from ffcl.metrics import average_accuracy, average_forgetting, backward_transfer, summarize
+
+# a[i][j]: accuracy on experience j after training experience i.
+TWO = [
+    [1.0, 0.0],
+    [0.5, 1.0],
+]
+# A_T = (0.3 + 0.5 + 0.7) / 3 = 0.5
+# F   = ((0.9 - 0.3) + (0.8 - 0.5)) / 2 = 0.45   (the max of earlier rows is the diagonal here)
+# BWT = ((0.3 - 0.9) + (0.5 - 0.8)) / 2 = -0.45
+THREE = [
+    [0.9, 0.0, 0.0],
+    [0.6, 0.8, 0.0],
+    [0.3, 0.5, 0.7],
+]
+# The best earlier accuracy is not the diagonal: exp 0 peaks after step 1 (0.9 > 0.5), exp 1 after
+# step 2 (0.8 > 0.6); a[0][1] = 0.95 lies above the diagonal (before exp 1 was trained) and must be ignored.
+# A_T = (0.4 + 0.7 + 0.6 + 0.9) / 4 = 0.65
+# F   = ((0.9 - 0.4) + (0.8 - 0.7) + (0.85 - 0.6)) / 3 = 0.85 / 3
+# BWT = ((0.4 - 0.5) + (0.7 - 0.6) + (0.6 - 0.85)) / 3 = -0.25 / 3
+FOUR = [
+    [0.50, 0.95, 0.00, 0.00],
+    [0.90, 0.60, 0.10, 0.00],
+    [0.70, 0.80, 0.85, 0.30],
+    [0.40, 0.70, 0.60, 0.90],
+]
+# Accuracy on an old experience can rise later (positive transfer): forgetting and BWT change sign.
+# A_T = (0.8 + 0.9) / 2 = 0.85, F = 0.6 - 0.8 = -0.2, BWT = 0.8 - 0.6 = 0.2
+IMPROVES = [
+    [0.6, 0.1],
+    [0.8, 0.9],
+]
+
+
+@pytest.mark.parametrize(
+    "matrix, acc, forgetting, bwt",
+    [
+        (TWO, 0.75, 0.5, -0.5),
+        (THREE, 0.5, 0.45, -0.45),
+        (FOUR, 0.65, 0.85 / 3, -0.25 / 3),
+        (IMPROVES, 0.85, -0.2, 0.2),
+    ],
+)
+def test_summaries(matrix, acc, forgetting, bwt):
+    assert average_accuracy(matrix) == pytest.approx(acc)
+    assert average_forgetting(matrix) == pytest.approx(forgetting)
+    assert backward_transfer(matrix) == pytest.approx(bwt)
+    assert summarize(matrix) == pytest.approx(
+        {"final_average_accuracy": acc, "average_forgetting": forgetting, "bwt": bwt}
+    )
+
+
+def test_forgetting_uses_the_best_earlier_row_not_the_diagonal():
+    # a diagonal-only forgetting would give ((0.5-0.4) + (0.6-0.7) + (0.85-0.6)) / 3 = 0.25 / 3
+    assert average_forgetting(FOUR) != pytest.approx(0.25 / 3)
+    # an upper-triangle entry (a[0][1] = 0.95) would give ((0.9-0.4) + (0.95-0.7) + (0.85-0.6)) / 3 = 1.0 / 3
+    assert average_forgetting(FOUR) != pytest.approx(1.0 / 3)
+
+
+def test_last_row_only_matters_for_accuracy():
+    changed = [row[:] for row in THREE]
+    changed[0] = [0.0, 1.0, 1.0]
+    assert average_accuracy(changed) == pytest.approx(average_accuracy(THREE))
+
+
+@pytest.mark.parametrize("matrix", [[[0.25, 0.5, 1.0]], [[0.7]]])
+def test_single_row(matrix):
+    expected = sum(matrix[0]) / len(matrix[0])
+    assert average_accuracy(matrix) == pytest.approx(expected)
+    assert average_forgetting(matrix) is None
+    assert backward_transfer(matrix) is None
+    assert summarize(matrix) == {"final_average_accuracy": pytest.approx(expected), "average_forgetting": None, "bwt": None}
+
+
+def test_no_forgetting():
+    perfect = [[1.0, 0.0, 0.0], [1.0, 1.0, 0.0], [1.0, 1.0, 1.0]]
+    assert summarize(perfect) == {"final_average_accuracy": 1.0, "average_forgetting": 0.0, "bwt": 0.0}
+
+
+def test_tuples_are_accepted():
+    as_tuples = tuple(tuple(row) for row in THREE)
+    assert summarize(as_tuples) == pytest.approx(summarize(THREE))
