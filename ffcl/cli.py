@@ -52,6 +52,8 @@ def _run(args: argparse.Namespace) -> None:
     from .report import format_summary
 
     if args.resume:
+        if args.overrides or args.out:
+            raise ConfigError("--resume continues a run as it was configured; drop --set/--out")
         metrics = run_experiment(None, args.resume, resume=True, quiet=args.quiet)
         print(format_summary(metrics))
         print(f"run directory: {args.resume}")

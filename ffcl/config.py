@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import math
 import tomllib
 import types
 import typing
@@ -106,8 +107,12 @@ class StrategyConfig:
         _choice(where, "optimizer", self.optimizer, OPTIMIZERS)
         for key in ("epochs", "batch_size", "eval_batch_size"):
             _positive(where, key, getattr(self, key))
-        if self.lr <= 0:
-            raise ConfigError(f"{where}: 'lr' must be > 0, got {self.lr}")
+        if not math.isfinite(self.lr) or self.lr <= 0:
+            raise ConfigError(f"{where}: 'lr' must be a finite number > 0, got {self.lr}")
+        for key in ("momentum", "weight_decay"):
+            value = getattr(self, key)
+            if not math.isfinite(value) or value < 0:
+                raise ConfigError(f"{where}: '{key}' must be a finite number >= 0, got {value}")
         if any(h <= 0 for h in self.hidden):
             raise ConfigError(f"{where}: 'hidden' sizes must be positive, got {self.hidden}")
         for name, args in self.plugins.items():
@@ -157,7 +162,8 @@ def _find_recipe(kind: str, name: str) -> Path:
         if path.is_file():
             return path
     known = ", ".join(list_recipes(kind)) or "none"
-    raise ConfigError(f"unknown {kind[:-1]} '{name}'; choose one of: {known} (or give a path to a .toml file)")
+    singular = {"scenarios": "scenario", "strategies": "strategy"}[kind]
+    raise ConfigError(f"unknown {singular} '{name}'; choose one of: {known} (or give a path to a .toml file)")
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

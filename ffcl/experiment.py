@@ -16,10 +16,13 @@ An existing run directory is never overwritten.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import json
 import os
 import platform
+import shutil
 import time
 import warnings
 from collections.abc import Iterator
@@ -43,7 +46,7 @@ from .metrics import peak_memory_mb, summarize
 from .progress import ProgressPlugin
 from .strategies import build_strategy
 
-__all__ = ["RunError", "run_experiment", "resolve_device", "load_run_config"]
+__all__ = ["RunError", "run_experiment", "resolve_device", "load_run_config", "load_learner"]
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -70,6 +73,17 @@ def load_run_config(run_dir: Path) -> RunConfig:
     data["scenario"] = from_dict(ScenarioConfig, data["scenario"], f"{path}: scenario")
     data["strategy"] = from_dict(StrategyConfig, data["strategy"], f"{path}: strategy")
     return RunConfig(**data)
+
+
+def load_learner(run_dir: str | Path, device: str | torch.device = "cpu") -> Any:
+    """The strategy saved in a run directory's checkpoint (model, optimiser, plugin state)."""
+    path = Path(run_dir) / CHECKPOINT
+    if not path.is_file():
+        raise RunError(f"{run_dir} has no {CHECKPOINT}; was the run started?")
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        ckpt = torch.load(path, pickle_module=dill, map_location=device, weights_only=False)
+    return ckpt["strategy"]
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -125,11 +139,28 @@ def run_experiment(
     run_dir = Path(run_dir)
     start = time.perf_counter()
     cfg = _prepare_dir(cfg, run_dir, resume)
-    cfg.validate()
     say = (lambda msg: None) if quiet else echo
+    log_file = open(run_dir / "log.txt", "a")
+    try:
+        data, stream, strategy, progress = _setup(cfg, run_dir, log_file, resume, quiet)
+    except BaseException:
+        log_file.close()
+        if not resume:  # the directory was empty or absent: leave nothing behind, --out stays usable
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    if resume:
+        say(f"resuming {run_dir} after {len(progress['rows'])} experience(s)")
+    try:
+        return _train(cfg, run_dir, data, stream, strategy, progress, start, say, quiet)
+    finally:
+        log_file.close()
+
+
+def _setup(cfg: RunConfig, run_dir: Path, log_file: Any, resume: bool, quiet: bool) -> tuple[Any, Stream, Any, dict[str, Any]]:
+    """Data, stream and strategy of a run (restored from the checkpoint when resuming)."""
+    cfg.validate()
     device = resolve_device(cfg.device)
     RNGManager.set_random_seeds(cfg.seed)
-
     sc = cfg.scenario
     data = load_dataset(sc.dataset, sc.data_root)
     stream = make_stream(
@@ -144,8 +175,6 @@ def run_experiment(
     if sc.online:  # single pass, one update per arriving mini-batch
         budget = {"epochs": 1, "batch_size": sc.online_batch_size}
     strategy_cfg = StrategyConfig(**{**to_dict(cfg.strategy), **budget})
-
-    log_file = open(run_dir / "log.txt", "a")
     evaluator = EvaluationPlugin(
         accuracy_metrics(experience=True, stream=True),
         loss_metrics(stream=True),
@@ -160,17 +189,25 @@ def run_experiment(
         evaluator=evaluator,
         extra_plugins=[] if quiet or sc.online else [ProgressPlugin()],
     )
-    joint = isinstance(strategy, JointTraining)
-    if joint and sc.online:
+    if isinstance(strategy, JointTraining) and sc.online:
         raise RunError("the joint learner trains once on the whole stream; it cannot run on an online scenario")
-
     progress: dict[str, Any] = {"rows": [], "train_time_s": [], "eval_time_s": [], "peak_memory_mb": 0.0}
     if resume:
-        strategy, _ = maybe_load_checkpoint(strategy, run_dir / CHECKPOINT, map_location=device)
+        with contextlib.redirect_stdout(io.StringIO()):  # Avalanche prints its device mapping
+            strategy, _ = maybe_load_checkpoint(strategy, run_dir / CHECKPOINT, map_location=device)
         progress = getattr(strategy, "ffcl_progress", progress)
         strategy.evaluator.loggers = [TextLogger(log_file)]
-        say(f"resuming {run_dir} after {len(progress['rows'])} experience(s)")
+    return data, stream, strategy, progress
 
+
+def _train(
+    cfg: RunConfig, run_dir: Path, data: Any, stream: Stream, strategy: Any, progress: dict[str, Any],
+    start: float, say: Callable[[str], None], quiet: bool,
+) -> dict[str, Any]:
+    """Train experience after experience from where ``progress`` stands; write metrics.json."""
+    sc = cfg.scenario
+    device = strategy.device
+    joint = isinstance(strategy, JointTraining)
     n_exp = stream.n_experiences
     say(
         f"{cfg.strategy_name} on {cfg.scenario_name} ({data.name}, {n_exp} experience(s)"
@@ -200,8 +237,6 @@ def run_experiment(
             f"| train {t1 - t0:.1f}s | acc on seen {seen:.3f} | acc per exp "
             + " ".join(f"{a:.2f}" for a in row)
         )
-    log_file.close()
-
     rows = progress["rows"]
     metrics = {
         "scenario": cfg.scenario_name,

@@ -149,7 +149,6 @@ def test_unknown_recipe_names():
     one_line_error(excinfo, "'no_such_strategy'", "naive", "replay")
 
 
-@pytest.mark.xfail(strict=True, reason="library bug: config._find_recipe builds the kind as kind[:-1] -> 'strategie'")
 def test_unknown_strategy_message_says_strategy():
     with pytest.raises(ConfigError) as excinfo:
         load_strategy("no_such_strategy")
@@ -265,3 +264,9 @@ def test_from_dict_errors():
     with pytest.raises(ConfigError) as excinfo:
         from_dict(RunConfig, {"scenario": {}, "strategy": {}, "seed": "0"}, "where")
     one_line_error(excinfo, "'seed'", "integer")
+
+
+@pytest.mark.parametrize("text", ['optimizer = "sgd"\nmomentum = -0.5\n', "weight_decay = -1.0\n", "lr = nan\n"])
+def test_invalid_optimizer_values(tmp_path, text):
+    with pytest.raises(ConfigError):
+        load_strategy(write(tmp_path, text))

@@ -69,11 +69,6 @@ def test_one_class_per_experience(blobs):
     assert [len(e.dataset) for e in s.test_stream] == [5] * 6
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="library bug: make_stream passes num_experiences to Avalanche's class_incremental_benchmark, "
-    "which gives every experience n_classes // n_experiences classes and silently drops the rest",
-)
 def test_uneven_split_keeps_every_class(digits):
     s = make_stream(digits, 3)
     assert sorted(c for e in s.classes_per_experience for c in e) == list(range(10))

@@ -51,6 +51,8 @@ def make_stream(
 ) -> Stream:
     """Split ``data`` into a class-incremental stream (``n_experiences=1`` gives the joint stream).
 
+    Each experience gets ``num_classes // n_experiences`` classes; the last one also takes the rest.
+
     The classes come in ``class_order`` if given, else shuffled by ``seed`` if ``shuffle_classes``,
     else in their natural order. ``online_batch_size`` makes the training stream online.
     """
@@ -70,6 +72,9 @@ def make_stream(
     else:
         order = list(range(n_classes))
 
+    # Avalanche's num_experiences drops the remainder classes; give the remainder to the last experience
+    per = n_classes // n_experiences
+    sizes = [per] * (n_experiences - 1) + [n_classes - per * (n_experiences - 1)]
     rng_state = torch.random.get_rng_state()  # Avalanche reseeds the global RNG; keep ours intact
     benchmark = class_incremental_benchmark(
         {
@@ -77,7 +82,7 @@ def make_stream(
             "test": TensorDataset(data.x_test, data.y_test),
         },
         class_order=order,
-        num_experiences=n_experiences,
+        num_classes_per_exp=sizes,
     )
     torch.random.set_rng_state(rng_state)
     per_exp = [sorted(int(c) for c in exp.classes_in_this_experience) for exp in benchmark.test_stream]

@@ -13,8 +13,7 @@ __all__ = ["MLP"]
 class MLP(nn.Module):
     """Flatten -> [Linear -> ReLU] x len(hidden) -> Linear(num_classes).
 
-    ``features`` and ``classifier`` are separate modules so strategies that need a feature
-    extractor (iCaRL) can take them apart.
+    ``features`` and ``classifier`` are separate modules, for strategies that need a feature extractor.
     """
 
     def __init__(self, input_shape: tuple[int, ...], hidden: list[int], num_classes: int) -> None:

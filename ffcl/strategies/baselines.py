@@ -2,8 +2,9 @@
 
 Learners: ``mlp`` (Avalanche's Naive template: fine-tuning), ``cumulative`` (retrains on all data
 seen so far), ``joint`` (Avalanche's JointTraining: one model on the whole stream at once, the
-upper bound), ``der`` (Buzzega et al. 2020) and ``icarl`` (Rebuffi et al. 2017), which need their
-own templates. Plugins: ``ewc`` (Kirkpatrick et al. 2017), ``si`` (Zenke et al. 2017), ``lwf``
+upper bound) and ``der`` (Buzzega et al. 2020), which need their own templates. Avalanche 0.6's
+iCaRL is left out: it reads ``experience.benchmark``, which the current benchmark API no longer
+sets. Plugins: ``ewc`` (Kirkpatrick et al. 2017), ``si`` (Zenke et al. 2017), ``lwf``
 (Li and Hoiem 2017), ``replay`` (a buffer of M samples: reservoir, class- or experience-balanced),
 ``gem`` (Lopez-Paz and Ranzato 2017), ``agem`` (Chaudhry et al. 2019) and ``gdumb`` (Prabhu et
 al. 2020). All are Avalanche's implementations; ffcl only wires them to recipes.
@@ -11,7 +12,7 @@ al. 2020). All are Avalanche's implementations; ffcl only wires them to recipes.
 
 from __future__ import annotations
 
-from avalanche.training import DER, ICaRL, Cumulative, JointTraining
+from avalanche.training import DER, Cumulative, JointTraining
 from avalanche.training.plugins import (
     AGEMPlugin,
     EWCPlugin,
@@ -74,22 +75,6 @@ def der(ctx: BuildContext, mem_size: int = 500, alpha: float = 0.1, beta: float 
         alpha=alpha,
         beta=beta,
         batch_size_mem=batch_size_mem,
-        **ctx.template_kwargs(),
-    )
-
-
-@register_learner("icarl")
-def icarl(ctx: BuildContext, memory_size: int = 500, fixed_memory: bool = True) -> SupervisedTemplate:
-    """iCaRL: herding exemplars, distillation and a nearest-mean-of-exemplars classifier."""
-    model = ctx.mlp()
-    params = list(model.features.parameters()) + list(model.classifier.parameters())
-    return ICaRL(
-        feature_extractor=model.features,
-        classifier=model.classifier,
-        optimizer=ctx.optimizer(params),
-        memory_size=memory_size,
-        buffer_transform=None,
-        fixed_memory=fixed_memory,
         **ctx.template_kwargs(),
     )
 

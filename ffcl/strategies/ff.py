@@ -22,12 +22,15 @@ def ff(
     negatives: str = "random",
     n_negatives: int = 1,
     update: str = "fused",
+    residual: bool = False,
+    score_first_layer: bool = False,
     seed: int = 0,
 ) -> FFTemplate:
-    """Hinton FF. ``theta`` defaults to each layer's width."""
+    """Hinton FF. ``theta`` defaults to each layer's width; ``residual`` also feeds the image and
+    label to every layer (as SFFA does); ``score_first_layer`` counts the first layer's goodness."""
     model = FFNet(
         ctx.input_shape, ctx.config.hidden, ctx.num_classes, HintonFF(theta),
-        code="onehot", residual=False, skip_first_in_score=True, seed=seed,
+        code="onehot", residual=residual, skip_first_in_score=not score_first_layer, seed=seed,
     )
     return FFTemplate(
         model=model, optimizer=ctx.optimizer(model.parameters()), negatives=negatives,

@@ -10,7 +10,7 @@ block by block, freeing each block's graph at once (less memory; the same gradie
 Outside the training step (evaluation, and plugins that call ``model(x)``), the network returns
 class scores over the classes seen so far, and ``_criterion`` is a cross-entropy over them: what
 EWC's Fisher information and GEM's reference gradients are computed from. Plugins that distil
-class logits during training (LwF, DER, iCaRL) have no logits to read here and are refused.
+class logits during training (LwF) have no logits to read here and are refused.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from avalanche.training.plugins import LwFPlugin
 from avalanche.training.templates import SupervisedTemplate
 
+from ..config import ConfigError
 from ..nn.ff import FFNet
 
 __all__ = ["FFTemplate", "ScoreCrossEntropy", "sample_negatives", "NEGATIVES"]
@@ -88,14 +89,14 @@ class FFTemplate(SupervisedTemplate):
         **kwargs: Any,
     ) -> None:
         if negatives not in NEGATIVES:
-            raise ValueError(f"negatives must be one of {', '.join(NEGATIVES)}, got '{negatives}'")
+            raise ConfigError(f"negatives must be one of {', '.join(NEGATIVES)}, got '{negatives}'")
         if update not in UPDATES:
-            raise ValueError(f"update must be one of {', '.join(UPDATES)}, got '{update}'")
+            raise ConfigError(f"update must be one of {', '.join(UPDATES)}, got '{update}'")
         if n_negatives < 1:
-            raise ValueError(f"n_negatives must be >= 1, got {n_negatives}")
+            raise ConfigError(f"n_negatives must be >= 1, got {n_negatives}")
         for p in kwargs.get("plugins") or []:
             if isinstance(p, LwFPlugin):
-                raise ValueError(
+                raise ConfigError(
                     f"{type(p).__name__} distils class logits during training; FF learners train on "
                     "goodness, not logits. Use replay, EWC, SI, GEM or A-GEM with FF learners."
                 )

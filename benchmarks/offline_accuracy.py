@@ -1,0 +1,115 @@
+"""Offline (joint) accuracy, train time, evaluation throughput and peak memory of the FF learners
+against a back-propagation MLP of the same size.
+
+Each learner trains through ``ffcl run`` (its own process, so peak memory is its own) on the joint
+scenario; the throughput is then measured side by side in this process on the trained model:
+batched candidates (one pass over all labels), a Python loop over labels, and an MLP of the same
+widths. Results go to a JSON file (and a line per run on stdout).
+
+    python benchmarks/offline_accuracy.py --datasets mnist,fmnist --out benchmarks/results/offline_accuracy.json
+    python benchmarks/offline_accuracy.py --datasets mnist --learners sffa --set strategy.epochs=1   # quicker
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from ffcl.data import load_dataset
+from ffcl.experiment import load_learner
+from ffcl.nn import MLP
+
+CHUNK = 100  # images per inference call (x10 candidates = 1000 rows, the cache-friendly size)
+
+
+def throughput(fn, x: torch.Tensor, repeats: int = 3) -> float:
+    """Images per second of ``fn`` over ``x`` in chunks of CHUNK (best of ``repeats``)."""
+    best = float("inf")
+    with torch.no_grad():
+        fn(x[:CHUNK])  # warm-up
+        for _ in range(repeats):
+            t = time.perf_counter()
+            for i in range(0, len(x), CHUNK):
+                fn(x[i : i + CHUNK])
+            best = min(best, time.perf_counter() - t)
+    return len(x) / best
+
+
+def label_loop(model):
+    """Inference as a Python loop over labels: one network pass per candidate class."""
+    classes = model.active_classes().tolist()
+
+    def run(x):
+        return torch.stack([model.scores(x, torch.full((len(x), 1), c)).squeeze(1) for c in classes], 1)
+
+    return run
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--datasets", default="mnist,fmnist")
+    p.add_argument("--learners", default="sffa,df,ff,naive", help="strategy recipes; naive = the BP MLP")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--set", dest="overrides", action="append", default=[])
+    p.add_argument("--eval-images", type=int, default=2000)
+    p.add_argument("--out", type=Path, default=Path("benchmarks/results/offline_accuracy.json"))
+    args = p.parse_args()
+
+    results = []
+    for dataset in args.datasets.split(","):
+        data = load_dataset(dataset)
+        x = data.x_test[: args.eval_images]
+        for learner in args.learners.split(","):
+            run_dir = Path(tempfile.mkdtemp(prefix="ffcl-bench-")) / "run"
+            cmd = ["ffcl", "run", "--scenario", f"joint_{dataset}", "--strategy", learner,
+                   "--seed", str(args.seed), "--device", "cpu", "--out", str(run_dir), "--quiet"]
+            for o in args.overrides:
+                cmd += ["--set", o]
+            subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+            metrics = json.loads((run_dir / "metrics.json").read_text())
+            cfg = json.loads((run_dir / "config.json").read_text())["strategy"]
+            with contextlib.redirect_stdout(io.StringIO()):
+                model = load_learner(run_dir).model.eval()
+            bp = MLP(data.input_shape, cfg["hidden"], data.num_classes).eval()
+            row = {
+                "dataset": dataset,
+                "strategy": learner,
+                "hidden": cfg["hidden"],
+                "epochs": metrics.get("epochs", cfg["epochs"]),
+                "batch_size": cfg["batch_size"],
+                "test_accuracy": metrics["final_average_accuracy"],
+                "train_time_s": metrics["train_time_s"],
+                "peak_memory_mb": metrics["peak_memory_mb"],
+                "eval_images_per_s": throughput(model, x),
+                "bp_mlp_images_per_s": throughput(bp, x),
+            }
+            if hasattr(model, "scores"):
+                row["label_loop_images_per_s"] = throughput(label_loop(model), x)
+                row["throughput_vs_bp"] = row["eval_images_per_s"] / row["bp_mlp_images_per_s"]
+                row["throughput_vs_label_loop"] = row["eval_images_per_s"] / row["label_loop_images_per_s"]
+            print(json.dumps(row), flush=True)
+            results.append(row)
+
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({
+        "command": " ".join(sys.argv),
+        "seed": args.seed,
+        "machine": {"platform": platform.platform(), "processor": platform.processor(),
+                    "torch": torch.__version__, "threads": torch.get_num_threads()},
+        "results": results,
+    }, indent=2))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

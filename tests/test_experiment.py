@@ -1,0 +1,252 @@
+"""Tests for ffcl.experiment.run_experiment: run directory, determinism, resume, joint and online runs."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from avalanche.training.templates import SupervisedTemplate
+
+from ffcl.config import to_dict
+from ffcl.experiment import RunError, load_run_config, resolve_device, run_experiment
+from ffcl.metrics import summarize
+
+FILES = {"config.json", "metrics.json", "metrics.csv", "log.txt", "checkpoint.pt"}
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def interrupt_at(monkeypatch, experience: int, online: bool = False) -> None:
+    """Make training raise KeyboardInterrupt (as Ctrl-C would) when it reaches ``experience``."""
+    original = SupervisedTemplate.train
+
+    def train(self, exp, *args, **kwargs):
+        index = exp.origin_experience.current_experience if online else exp.current_experience
+        if index == experience and (not online or not exp.is_first_subexp):  # online: mid-experience
+            raise KeyboardInterrupt
+        return original(self, exp, *args, **kwargs)
+
+    monkeypatch.setattr(SupervisedTemplate, "train", train)
+
+
+def csv_rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+# --------------------------------------------------------------------------- the run directory
+
+
+def test_run_writes_the_run_directory(run_dir, make_config):
+    cfg = make_config("split_digits", "naive", seed=3)
+    metrics = run_experiment(cfg, run_dir, quiet=True)
+
+    assert {p.name for p in run_dir.iterdir()} == FILES  # and no leftover temporary files
+    assert json.loads((run_dir / "config.json").read_text()) == to_dict(cfg)
+    assert load_run_config(run_dir) == cfg
+    assert json.loads((run_dir / "metrics.json").read_text()) == json.loads(json.dumps(metrics))
+
+    a = metrics["accuracy_matrix"]
+    assert len(a) == 5 and all(len(row) == 5 for row in a)
+    assert all(0.0 <= x <= 1.0 for row in a for x in row)
+    assert sum(a[i][i] for i in range(5)) / 5 > 0.7  # each experience is learnt when trained
+    assert all(a[i][j] < 0.05 for i in range(5) for j in range(i + 1, 5))  # unseen classes are (almost) never predicted
+    for key, value in summarize(a).items():
+        assert metrics[key] == pytest.approx(value)
+    assert metrics["classes_per_experience"] == [[0, 1], [2, 3], [4, 5], [6, 7], [8, 9]]
+    assert (metrics["scenario"], metrics["strategy"], metrics["dataset"], metrics["seed"], metrics["device"]) == (
+        "split_digits", "naive", "digits", 3, "cpu")
+    assert len(metrics["train_time_per_experience_s"]) == 5
+    assert metrics["train_time_s"] == pytest.approx(sum(metrics["train_time_per_experience_s"]))
+    assert metrics["wall_time_s"] >= metrics["train_time_s"] > 0 and metrics["peak_memory_mb"] > 0
+
+    rows = csv_rows(run_dir / "metrics.csv")
+    assert [(int(r["trained_experience"]), int(r["test_experience"])) for r in rows] == [
+        (i, j) for i in range(5) for j in range(5)]
+    for r in rows:
+        assert float(r["accuracy"]) == pytest.approx(a[int(r["trained_experience"])][int(r["test_experience"])], abs=1e-6)
+
+    log = (run_dir / "log.txt").read_text()
+    assert log.count("Top1_Acc_Exp/eval_phase/test_stream/Exp004") == 5  # one evaluation per experience
+    assert "Epoch 9 ended." in log and "Epoch 10 ended." not in log  # the scenario's 10 epochs
+    assert (run_dir / "checkpoint.pt").stat().st_size > 0
+
+
+def test_scenario_budget_overrides_are_used(run_dir, make_config):
+    run_experiment(make_config("split_digits", "naive", ["scenario.epochs=2", "scenario.n_experiences=2"]), run_dir, quiet=True)
+    log = (run_dir / "log.txt").read_text()
+    assert log.count("Epoch 1 ended.") == 2 and "Epoch 2 ended." not in log
+    assert len(json.loads((run_dir / "metrics.json").read_text())["accuracy_matrix"]) == 2
+
+
+def test_an_existing_empty_directory_is_used(run_dir, make_config):
+    run_dir.mkdir()
+    run_experiment(make_config("split_digits", "naive", ["scenario.epochs=1", "scenario.n_experiences=2"]), run_dir, quiet=True)
+    assert FILES == {p.name for p in run_dir.iterdir()}
+
+
+def test_refuses_an_existing_run_directory(run_dir, make_config):
+    run_dir.mkdir()
+    (run_dir / "notes.txt").write_text("mine")
+    with pytest.raises(RunError, match="already exists"):
+        run_experiment(make_config(), run_dir, quiet=True)
+    assert snapshot(run_dir) == {"notes.txt": b"mine"}
+
+
+def test_refuses_to_overwrite_a_finished_run(run_dir, make_config):
+    cfg = make_config("split_digits", "naive", ["scenario.epochs=1", "scenario.n_experiences=2"])
+    run_experiment(cfg, run_dir, quiet=True)
+    before = snapshot(run_dir)
+    with pytest.raises(RunError, match="already exists"):
+        run_experiment(cfg, run_dir, quiet=True)
+    assert snapshot(run_dir) == before
+
+
+def test_a_new_run_needs_a_config(run_dir):
+    with pytest.raises(RunError):
+        run_experiment(None, run_dir, quiet=True)
+    assert not run_dir.exists()
+
+
+def test_messages_go_to_echo(run_dir, make_config):
+    said: list[str] = []
+    run_experiment(make_config("split_digits", "naive", ["scenario.epochs=1", "scenario.n_experiences=2"]), run_dir, echo=said.append)
+    assert len(said) == 3 and "naive on split_digits" in said[0]
+    assert said[1].startswith("[exp 1/2]") and said[2].startswith("[exp 2/2]")
+    quiet: list[str] = []
+    run_experiment(make_config("split_digits", "naive", ["scenario.epochs=1", "scenario.n_experiences=2"]), run_dir.with_name("q"),
+                   quiet=True, echo=quiet.append)
+    assert quiet == []
+
+
+def test_cuda_without_a_gpu_is_a_run_error(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(RunError, match="no CUDA GPU"):
+        resolve_device("cuda")
+    assert resolve_device("auto") == torch.device("cpu")
+    assert resolve_device("cpu") == torch.device("cpu")
+
+
+# --------------------------------------------------------------------------- determinism
+
+
+def test_same_seed_same_matrix(tmp_path, make_config):
+    def matrix(name, seed):
+        cfg = make_config("split_digits", "replay", ["strategy.plugins.replay.mem_size=100", "scenario.epochs=3"], seed=seed)
+        return run_experiment(cfg, tmp_path / name, quiet=True)["accuracy_matrix"]
+
+    first = matrix("a", 0)
+    torch.manual_seed(999)  # the global RNG state before the run does not matter
+    assert matrix("b", 0) == first
+    other = matrix("c", 1)  # another seed: a valid matrix (it usually differs, not asserted)
+    assert len(other) == 5 and all(0 <= x <= 1 for row in other for x in row)
+
+
+# --------------------------------------------------------------------------- resume
+
+
+@pytest.mark.parametrize(
+    "scenario, strategy, overrides, stop",
+    [
+        ("split_digits", "naive", ["scenario.epochs=3"], 3),
+        ("split_digits", "naive", ["scenario.epochs=3"], 0),
+        # plugin state (the replay buffer) must come back from the checkpoint
+        ("split_digits", "replay", ["scenario.epochs=3", "strategy.plugins.replay.mem_size=100"], 3),
+    ],
+)
+def test_resume_after_interruption(tmp_path, monkeypatch, make_config, scenario, strategy, overrides, stop):
+    cfg = make_config(scenario, strategy, overrides)
+    full = run_experiment(cfg, tmp_path / "full", quiet=True)
+
+    run_dir = tmp_path / "interrupted"
+    with monkeypatch.context() as m:
+        interrupt_at(m, stop)
+        with pytest.raises(KeyboardInterrupt):
+            run_experiment(cfg, run_dir, quiet=True)
+    assert not (run_dir / "metrics.json").exists()
+    assert (run_dir / "checkpoint.pt").exists() == (stop > 0)
+    if stop:
+        assert len(csv_rows(run_dir / "metrics.csv")) == 5 * stop
+
+    said: list[str] = []
+    resumed = run_experiment(None, run_dir, resume=True, echo=said.append)
+    assert f"after {stop} experience(s)" in said[0]
+    a, b = full["accuracy_matrix"], resumed["accuracy_matrix"]
+    assert len(b) == 5 and all(len(row) == 5 for row in b)
+    assert b[:stop] == a[:stop]  # the rows from before the interruption are kept
+    assert b == a  # and training picks up exactly where it stopped (RNG, optimiser, buffer restored)
+    for key, value in summarize(b).items():
+        assert resumed[key] == pytest.approx(value)
+    assert json.loads((run_dir / "metrics.json").read_text())["accuracy_matrix"] == b
+    rows = csv_rows(run_dir / "metrics.csv")
+    assert [(int(r["trained_experience"]), int(r["test_experience"])) for r in rows] == [
+        (i, j) for i in range(5) for j in range(5)]
+    assert len(resumed["train_time_per_experience_s"]) == 5
+
+
+def test_resume_an_online_run_interrupted_mid_experience(tmp_path, monkeypatch, make_config):
+    cfg = make_config("online_split_digits", "naive")
+    full = run_experiment(cfg, tmp_path / "full", quiet=True)
+    run_dir = tmp_path / "interrupted"
+    with monkeypatch.context() as m:
+        interrupt_at(m, 2, online=True)
+        with pytest.raises(KeyboardInterrupt):
+            run_experiment(cfg, run_dir, quiet=True)
+    resumed = run_experiment(None, run_dir, resume=True, quiet=True)
+    assert resumed["accuracy_matrix"][:2] == full["accuracy_matrix"][:2]
+    assert resumed["accuracy_matrix"] == full["accuracy_matrix"]
+
+
+def test_resuming_a_finished_run_is_an_error(run_dir, make_config):
+    run_experiment(make_config("split_digits", "naive", ["scenario.epochs=1", "scenario.n_experiences=2"]), run_dir, quiet=True)
+    before = snapshot(run_dir)
+    with pytest.raises(RunError, match="already finished"):
+        run_experiment(None, run_dir, resume=True, quiet=True)
+    assert snapshot(run_dir) == before
+
+
+def test_resuming_something_else_is_an_error(tmp_path):
+    with pytest.raises(RunError, match="not a run directory"):
+        run_experiment(None, tmp_path, resume=True, quiet=True)
+
+
+# --------------------------------------------------------------------------- joint and online
+
+
+def test_joint_learner_on_split_digits(run_dir, make_config):
+    metrics = run_experiment(make_config("split_digits", "joint", ["scenario.epochs=5"]), run_dir, quiet=True)
+    (row,) = metrics["accuracy_matrix"]
+    assert len(row) == 5 and min(row) > 0.5  # every experience learnt at once
+    assert metrics["average_forgetting"] is None and metrics["bwt"] is None
+    assert metrics["final_average_accuracy"] == pytest.approx(sum(row) / 5)
+    assert len(csv_rows(run_dir / "metrics.csv")) == 5
+
+
+def test_joint_scenario(run_dir, make_config):
+    metrics = run_experiment(make_config("joint_digits", "naive", ["scenario.epochs=3"]), run_dir, quiet=True)
+    assert metrics["classes_per_experience"] == [list(range(10))]
+    assert len(metrics["accuracy_matrix"]) == 1 and len(metrics["accuracy_matrix"][0]) == 1
+    assert metrics["final_average_accuracy"] > 0.5
+    assert metrics["average_forgetting"] is None and metrics["bwt"] is None
+
+
+def test_online_scenario(run_dir, make_config):
+    metrics = run_experiment(make_config("online_split_digits", "naive"), run_dir, quiet=True)
+    a = metrics["accuracy_matrix"]
+    assert len(a) == 5 and all(len(row) == 5 for row in a)
+    assert all(0.0 <= x <= 1.0 for row in a for x in row)
+    assert metrics["average_forgetting"] == pytest.approx(summarize(a)["average_forgetting"])
+    log = (run_dir / "log.txt").read_text()
+    # one mini-experience of 10 samples per training call: ceil(n / 10) per class pair, 136 in all
+    assert log.count("-- Starting training on experience") == 136
+    assert "Epoch 1 ended." not in log  # a single pass
+
+
+def test_joint_learner_cannot_run_online(run_dir, make_config):
+    with pytest.raises(RunError, match="online"):
+        run_experiment(make_config("online_split_digits", "joint"), run_dir, quiet=True)
