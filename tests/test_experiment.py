@@ -43,7 +43,7 @@ def csv_rows(path: Path) -> list[dict[str, str]]:
 
 
 def test_run_writes_the_run_directory(run_dir, make_config):
-    cfg = make_config("split_digits", "naive", seed=3)
+    cfg = make_config("split_digits", "naive", ["scenario.epochs=10"], seed=3)
     metrics = run_experiment(cfg, run_dir, quiet=True)
 
     assert {p.name for p in run_dir.iterdir()} == FILES  # and no leftover temporary files

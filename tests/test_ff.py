@@ -118,8 +118,11 @@ def test_batched_inference_equals_a_loop_over_labels(digits):
     net.max_rows = 50  # force several chunks
     x = digits.x_test[:37]
     batched = net(x)
+    with torch.no_grad():  # the sparse inference path (k-WTA winners only) against the dense one
+        sparse = net(x)
     loop = torch.stack([net.scores(x, torch.full((37, 1), c)).squeeze(1) for c in range(10)], 1)
     torch.testing.assert_close(batched, loop)
+    torch.testing.assert_close(sparse, loop, rtol=1e-5, atol=1e-6)
 
 
 def test_only_seen_classes_are_candidates(digits):

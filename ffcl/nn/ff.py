@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..objectives import Objective
@@ -37,31 +38,36 @@ def label_codes(max_classes: int, kind: str = "random", dim: int = 100, p: float
     raise ValueError(f"label code must be 'onehot' or 'random', got '{kind}'")
 
 
+def _parts(h: torch.Tensor, split: bool) -> torch.Tensor:
+    """View [..., D] as [..., parts, D/parts]: two halves (positive, negative neurons) with ``split``."""
+    return h.view(*h.shape[:-1], 2, h.shape[-1] // 2) if split else h.unsqueeze(-2)
+
+
 def rms_normalize(h: torch.Tensor, split: bool = False, eps: float = 1e-6) -> torch.Tensor:
     """h / sqrt(mean h^2): removes the magnitude (the goodness), keeps the direction.
 
     With ``split`` each half (positive and negative neurons) is normalised on its own, which is
     what the SFFA code intends (its version indexes batch rows by mistake, algorithms.md sec. 3).
     """
-    if split:
-        a, b = h.chunk(2, dim=-1)
-        return torch.cat([rms_normalize(a, eps=eps), rms_normalize(b, eps=eps)], dim=-1)
-    return h / (h.pow(2).mean(-1, keepdim=True) + eps).sqrt()
+    p = _parts(h, split)
+    return (p / (p.pow(2).mean(-1, keepdim=True) + eps).sqrt()).view(h.shape)
 
 
 def kwta(h: torch.Tensor, k: int, split: bool = False) -> torch.Tensor:
     """k-winners-take-all: keep the k largest units (per half with ``split``), zero the rest."""
-    if split:
-        a, b = h.chunk(2, dim=-1)
-        return torch.cat([kwta(a, k), kwta(b, k)], dim=-1)
-    if k >= h.shape[-1]:
+    p = _parts(h, split)
+    if k >= p.shape[-1]:
         return h
-    threshold = h.topk(k, dim=-1).values[..., -1:]
-    return h * (h >= threshold)
+    threshold = p.topk(k, dim=-1).values[..., -1:]
+    return (p * (p >= threshold)).view(h.shape)
 
 
 class FFBlock(nn.Module):
-    """One local block: h = kWTA(ReLU(W_h n(h_prev) + W_x x + W_c code_c + b))."""
+    """One local block: h = kWTA(ReLU(n(h_prev) W_h + x W_x + code_c W_c + b)).
+
+    Weights are stored input-major ([in, units]) so a sparse input (the k winners of the block
+    below) is a weighted sum of weight rows: ``F.embedding_bag``, no dense product.
+    """
 
     def __init__(self, prev_dim: int, input_dim: int, code_dim: int, units: int, *, k: int | None = None, split: bool = False) -> None:
         super().__init__()
@@ -69,22 +75,39 @@ class FFBlock(nn.Module):
             raise ValueError(f"a block split into positive and negative neurons needs an even width, got {units}")
         fan_in = prev_dim + input_dim + code_dim
         bound = 1 / math.sqrt(fan_in)  # the same init as one nn.Linear over the concatenated input
-        self.prev = nn.Parameter(torch.empty(units, prev_dim).uniform_(-bound, bound)) if prev_dim else None
-        self.inp = nn.Parameter(torch.empty(units, input_dim).uniform_(-bound, bound)) if input_dim else None
-        self.code = nn.Parameter(torch.empty(units, code_dim).uniform_(-bound, bound)) if code_dim else None
+
+        def weight(n: int) -> nn.Parameter | None:
+            return nn.Parameter(torch.empty(n, units).uniform_(-bound, bound)) if n else None
+
+        self.prev, self.inp, self.code = weight(prev_dim), weight(input_dim), weight(code_dim)
         self.bias = nn.Parameter(torch.empty(units).uniform_(-bound, bound))
         self.units, self.k, self.split = units, k, split
 
+    def preactivation(
+        self, x: torch.Tensor, codes: torch.Tensor, labels: torch.Tensor,
+        h_prev: torch.Tensor | None = None, sparse_prev: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """z [B, K, units] for x [B, Din], labels [B, K] and the block below's output, either dense
+        ``h_prev`` [B, K, Dp] or sparse ``sparse_prev`` = (indices, values), each [B*K, nnz]."""
+        b, k = labels.shape
+        z = self.bias
+        if self.inp is not None:
+            z = z + (x @ self.inp)[:, None, :]
+        if self.code is not None:
+            table = codes @ self.code
+            # candidates shared by every image (inference): broadcast one row per class
+            z = z + (table[labels[0]][None] if labels.stride(0) == 0 else table[labels])
+        z = z.expand(b, k, self.units).reshape(b * k, self.units)
+        if h_prev is not None:
+            z = torch.addmm(z, h_prev.reshape(b * k, -1), self.prev)
+        elif sparse_prev is not None:
+            idx, vals = sparse_prev
+            z = z + F.embedding_bag(idx, self.prev, per_sample_weights=vals, mode="sum")
+        return z.view(b, k, self.units)
+
     def forward(self, x: torch.Tensor, codes: torch.Tensor, labels: torch.Tensor, h_prev: torch.Tensor | None) -> torch.Tensor:
         """x [B, Din], codes [classes, Dc], labels [B, K], h_prev [B, K, Dp] (normalised, detached) -> [B, K, units]."""
-        z = self.bias.expand(labels.shape[0], labels.shape[1], self.units)
-        if self.inp is not None:
-            z = z + (x @ self.inp.T).unsqueeze(1)
-        if self.code is not None:
-            z = z + (codes @ self.code.T)[labels]
-        if self.prev is not None:
-            z = z + h_prev @ self.prev.T
-        h = torch.relu(z)
+        h = torch.relu(self.preactivation(x, codes, labels, h_prev))
         return kwta(h, self.k, self.split) if self.k else h
 
 
@@ -163,6 +186,34 @@ class FFNet(nn.Module):
         """Candidate scores [B, K]: goodness summed over the scoring layers."""
         return self.goodness(self.activities(x, labels))[..., self.score_layers].sum(-1)
 
+    def sparse_scores(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The same scores as :meth:`scores` for k-WTA networks, computed sparsely: each block
+        passes only its k winners (per half) to the next, as (index, value) pairs, so the next
+        block sums k weight rows instead of multiplying a dense matrix (inference only)."""
+        x = x.flatten(1)
+        b, c = labels.shape
+        parts = 2 if self.split else 1
+        total, sparse = 0, None
+        for i, block in enumerate(self.blocks):
+            z = block.preactivation(x, self.codes, labels, sparse_prev=sparse).relu_()
+            width = block.units // parts
+            vals, idx = z.view(b, c, parts, width).topk(block.k, dim=-1)
+            if i in self.score_layers:
+                h = torch.zeros_like(z).view(b, c, parts, width).scatter_(-1, idx, vals)
+                total = total + self.objective.goodness(h.view(b, c, block.units))
+            if i + 1 < len(self.blocks):  # per-part RMS normalisation of the winners, as rms_normalize
+                vals = vals / (vals.pow(2).sum(-1, keepdim=True) / width + 1e-6).sqrt()
+                idx = idx + torch.arange(parts, device=idx.device)[:, None] * width
+                sparse = (idx.reshape(b * c, -1), vals.reshape(b * c, -1))
+        return total
+
+    def infer_scores(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """:meth:`scores`, computed sparsely when no gradient is needed and every block has k-WTA."""
+        parts = 2 if self.split else 1
+        if not torch.is_grad_enabled() and all(b.k and b.k < b.units // parts for b in self.blocks):
+            return self.sparse_scores(x, labels)
+        return self.scores(x, labels)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         classes = self.active_classes()
         out = torch.full((x.shape[0], self.max_classes), NEG, device=x.device, dtype=x.dtype)
@@ -171,5 +222,5 @@ class FFNet(nn.Module):
         chunk = max(1, self.max_rows // len(classes))
         for i in range(0, x.shape[0], chunk):
             xb = x[i : i + chunk]
-            out[i : i + chunk, classes] = self.scores(xb, classes.expand(xb.shape[0], -1))
+            out[i : i + chunk, classes] = self.infer_scores(xb, classes.expand(xb.shape[0], -1))
         return out
