@@ -82,6 +82,11 @@ class FFBlock(nn.Module):
         self.prev, self.inp, self.code = weight(prev_dim), weight(input_dim), weight(code_dim)
         self.bias = nn.Parameter(torch.empty(units).uniform_(-bound, bound))
         self.units, self.k, self.split = units, k, split
+        self.owner: torch.Tensor | None = None  # class owning each unit (-1: free); set by ffcl.allocation
+
+    def mask(self, h: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """With neuron allocation, the pass for label c keeps only the units class c owns."""
+        return h if self.owner is None else h * (self.owner == labels[..., None])
 
     def preactivation(
         self, x: torch.Tensor, codes: torch.Tensor, labels: torch.Tensor,
@@ -107,7 +112,7 @@ class FFBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, codes: torch.Tensor, labels: torch.Tensor, h_prev: torch.Tensor | None) -> torch.Tensor:
         """x [B, Din], codes [classes, Dc], labels [B, K], h_prev [B, K, Dp] (normalised, detached) -> [B, K, units]."""
-        h = torch.relu(self.preactivation(x, codes, labels, h_prev))
+        h = self.mask(torch.relu(self.preactivation(x, codes, labels, h_prev)), labels)
         return kwta(h, self.k, self.split) if self.k else h
 
 
@@ -141,6 +146,7 @@ class FFNet(nn.Module):
         self.objective = objective
         self.register_buffer("codes", label_codes(max_classes, code, code_dim, code_p, seed))
         self.register_buffer("active", torch.zeros(max_classes, dtype=torch.bool))
+        self.register_buffer("frozen", torch.zeros(max_classes, dtype=torch.bool))
         cdim = self.codes.shape[1]
         blocks = []
         prev = 0
@@ -163,6 +169,10 @@ class FFNet(nn.Module):
 
     def active_classes(self) -> torch.Tensor:
         return self.active.nonzero().flatten()
+
+    def trainable_classes(self) -> torch.Tensor:
+        """Seen classes whose neurons still learn (all seen classes unless allocation froze some)."""
+        return (self.active & ~self.frozen).nonzero().flatten()
 
     def next_input(self, h: torch.Tensor) -> torch.Tensor:
         """What the next block sees: the normalised activity, detached (no gradient crosses blocks)."""
@@ -195,7 +205,7 @@ class FFNet(nn.Module):
         parts = 2 if self.split else 1
         total, sparse = 0, None
         for i, block in enumerate(self.blocks):
-            z = block.preactivation(x, self.codes, labels, sparse_prev=sparse).relu_()
+            z = block.mask(block.preactivation(x, self.codes, labels, sparse_prev=sparse).relu_(), labels)
             width = block.units // parts
             vals, idx = z.view(b, c, parts, width).topk(block.k, dim=-1)
             if i in self.score_layers:

@@ -25,6 +25,11 @@ class Objective(nn.Module):
     def loss(self, h: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         raise NotImplementedError
 
+    def negative_loss(self, h: torch.Tensor) -> torch.Tensor:
+        """Loss of unpaired negatives h[N, D] (e.g. self-generated images); only for objectives
+        whose positive and negative terms are separate (Hinton FF, SFFA)."""
+        raise NotImplementedError(f"{type(self).__name__} contrasts each positive with its own negatives; it takes no unpaired negatives")
+
 
 OBJECTIVES: dict[str, Callable[..., Objective]] = {}
 

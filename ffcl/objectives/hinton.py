@@ -27,4 +27,9 @@ class HintonFF(Objective):
         g = self.goodness(h) - theta
         if context is not None:
             g = g + context
-        return F.softplus(-g[:, 0]).mean() + F.softplus(g[:, 1:]).mean()
+        loss = F.softplus(-g[:, 0]).mean()
+        return loss + F.softplus(g[:, 1:]).mean() if h.shape[1] > 1 else loss
+
+    def negative_loss(self, h: torch.Tensor) -> torch.Tensor:
+        theta = h.shape[-1] if self.theta is None else self.theta
+        return F.softplus(self.goodness(h) - theta).mean()

@@ -31,6 +31,10 @@ class SFFA(Objective):
 
     def loss(self, h: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         g = self.goodness(h)
-        bce = -g[:, 0].log().mean() - (1 - g[:, 1:]).log().mean()
-        activity = h[:, 0].mean() + h[:, 1:].mean()
+        bce, activity = -g[:, 0].log().mean(), h[:, 0].mean()
+        if h.shape[1] > 1:
+            bce, activity = bce - (1 - g[:, 1:]).log().mean(), activity + h[:, 1:].mean()
         return bce * (1 + torch.exp(-self.collapse_weight * activity))
+
+    def negative_loss(self, h: torch.Tensor) -> torch.Tensor:
+        return -(1 - self.goodness(h)).log().mean() * (1 + torch.exp(-self.collapse_weight * h.mean()))

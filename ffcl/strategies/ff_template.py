@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from avalanche.training.plugins import LwFPlugin
 from avalanche.training.templates import SupervisedTemplate
 
+from ..allocation import hybrid_images
 from ..config import ConfigError
 from ..nn.ff import FFNet
 
@@ -75,6 +76,8 @@ class FFTemplate(SupervisedTemplate):
     :param collaboration: add the other layers' detached goodness to each layer's scores before
         its loss (layer collaboration, used by DF).
     :param update: ``fused`` (one backward of the summed local losses) or ``blockwise``.
+    :param hybrid_negatives: self-generated negatives per sample (``ffcl.allocation.hybrid_images``:
+        two batch images blended through a blurred mask, shown with the first one's label).
     """
 
     def __init__(
@@ -86,6 +89,7 @@ class FFTemplate(SupervisedTemplate):
         n_negatives: int = 1,
         collaboration: bool = False,
         update: str = "fused",
+        hybrid_negatives: float = 0.0,
         **kwargs: Any,
     ) -> None:
         if negatives not in NEGATIVES:
@@ -94,6 +98,8 @@ class FFTemplate(SupervisedTemplate):
             raise ConfigError(f"update must be one of {', '.join(UPDATES)}, got '{update}'")
         if n_negatives < 1:
             raise ConfigError(f"n_negatives must be >= 1, got {n_negatives}")
+        if hybrid_negatives < 0:
+            raise ConfigError(f"hybrid_negatives must be >= 0, got {hybrid_negatives}")
         for p in kwargs.get("plugins") or []:
             if isinstance(p, LwFPlugin):
                 raise ConfigError(
@@ -104,8 +110,10 @@ class FFTemplate(SupervisedTemplate):
         super().__init__(model=model, optimizer=optimizer, **kwargs)
         self.negatives, self.n_negatives = negatives, n_negatives
         self.collaboration, self.update = collaboration, update
+        self.hybrid_negatives = hybrid_negatives
         self._acts: list[torch.Tensor] | None = None
         self._labels: torch.Tensor | None = None
+        self._hybrid: tuple[torch.Tensor, torch.Tensor] | None = None
 
     # ---------------------------------------------------------------- the local training step
 
@@ -115,13 +123,20 @@ class FFTemplate(SupervisedTemplate):
         model: FFNet = self.model
         x, y = self.mb_x, self.mb_y
         model.activate(y)
-        classes = model.active_classes()
+        classes = model.trainable_classes()  # neuron allocation freezes old classes: no negatives from them
+        if not torch.isin(y, classes).all():
+            classes = model.active_classes()
         scores = None
         if self.negatives == "hardest" and len(classes) - 1 > self.n_negatives:
             with torch.no_grad():
                 scores = model.scores(x, classes.expand(len(y), -1))
         negs = sample_negatives(y, classes, self.n_negatives, self.negatives, scores)
         self._labels = torch.cat([y[:, None], negs], dim=1)
+        self._hybrid = None
+        n_hybrid = round(self.hybrid_negatives * len(y))
+        if n_hybrid:
+            idx = torch.randint(0, len(y), (n_hybrid,), device=y.device)
+            self._hybrid = (hybrid_images(x[idx]), y[idx, None])
         if self.update == "fused":
             self._acts = model.activities(x, self._labels)
             return model.goodness(self._acts)[..., model.score_layers].sum(-1).detach()
@@ -140,19 +155,24 @@ class FFTemplate(SupervisedTemplate):
         if not self.is_training:
             return super().criterion()
         model: FFNet = self.model
-        if self._labels.shape[1] < 2:  # a single class seen so far: nothing to contrast with
-            return sum(p.sum() * 0 for p in model.parameters())
         obj = model.objective
+        hybrid = model.activities(*self._hybrid) if self._hybrid is not None else [None] * len(model.blocks)
+        extra = sum(obj.negative_loss(h[:, 0]) for h in hybrid if h is not None)
+        if self._labels.shape[1] < 2 and self._hybrid is None:  # one class and no negatives: nothing to contrast
+            return sum(p.sum() * 0 for p in model.parameters())
         if self.update == "fused":
             contexts = self._contexts(model.goodness(self._acts))
-            return sum(obj.loss(a, c) for a, c in zip(self._acts, contexts))
+            return extra + sum(obj.loss(a, c) for a, c in zip(self._acts, contexts))
         # blockwise: one block's graph alive at a time; same gradients as the fused sum
         x = self.mb_x.flatten(1)
         contexts: list[torch.Tensor | None] = [None] * len(model.blocks)
         if self.collaboration:
             with torch.no_grad():
                 contexts = self._contexts(model.goodness(model.activities(x, self._labels)))
-        total, h = torch.zeros((), device=x.device), None
+        if torch.is_tensor(extra):
+            extra.backward()
+            extra = extra.detach()
+        total, h = torch.zeros((), device=x.device) + extra, None
         for block, ctx in zip(model.blocks, contexts):
             a = block(x, model.codes, self._labels, h)
             loss = obj.loss(a, ctx)

@@ -11,10 +11,11 @@ a candidate, in one batched pass.
 
 from __future__ import annotations
 
+from ..allocation import NeuronAllocation
 from ..nn.ff import FFNet
 from ..objectives import SFFA
 from .ff_template import FFTemplate
-from .registry import BuildContext, register_learner
+from .registry import BuildContext, register_learner, register_plugin
 
 
 @register_learner("sffa")
@@ -27,14 +28,22 @@ def sffa(
     negatives: str = "random",
     n_negatives: int = 1,
     update: str = "fused",
+    hybrid_negatives: float = 0.0,
     seed: int = 0,
 ) -> FFTemplate:
-    """SFFA with top-``k`` winners per half and ``code_dim``-bit random label codes."""
+    """SFFA with top-``k`` winners per half and ``code_dim``-bit random label codes;
+    ``hybrid_negatives`` self-generated negatives per sample (see ffcl.allocation)."""
     model = FFNet(
         ctx.input_shape, ctx.config.hidden, ctx.num_classes, SFFA(collapse_weight),
         code="random", code_dim=code_dim, code_p=code_p, residual=True, split=True, k=k, seed=seed,
     )
     return FFTemplate(
         model=model, optimizer=ctx.optimizer(model.parameters()), negatives=negatives,
-        n_negatives=n_negatives, update=update, **ctx.template_kwargs(),
+        n_negatives=n_negatives, update=update, hybrid_negatives=hybrid_negatives, **ctx.template_kwargs(),
     )
+
+
+@register_plugin("allocation")
+def allocation(ctx: BuildContext, max_classes: int | None = None) -> NeuronAllocation:
+    """Sparsity-based neuron allocation (ffcl.allocation): each class owns and then freezes its neurons."""
+    return NeuronAllocation(max_classes=max_classes or ctx.num_classes)

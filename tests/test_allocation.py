@@ -1,0 +1,130 @@
+"""Sparsity-based neuron allocation: ownership, freezing, the free pool, capacity, hybrids."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+from avalanche.evaluation.metrics import accuracy_metrics
+from avalanche.training.plugins import EvaluationPlugin
+
+from ffcl.allocation import NeuronAllocation, hybrid_images
+from ffcl.config import StrategyConfig
+from ffcl.data import load_dataset, make_stream
+from ffcl.strategies import build_strategy
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits")
+
+
+def _alloc_strategy(data, *, hidden=(40, 40), max_classes=None, epochs=2, hybrid=1.0):
+    cfg = StrategyConfig(
+        learner="sffa", hidden=list(hidden), epochs=epochs, batch_size=32, lr=3e-3,
+        learner_args={"k": 3, "hybrid_negatives": hybrid},
+        plugins={"allocation": {"max_classes": max_classes} if max_classes else {}},
+    )
+    s = build_strategy(cfg, input_shape=data.input_shape, num_classes=data.num_classes,
+                       evaluator=EvaluationPlugin(accuracy_metrics(experience=True, stream=True), loggers=[]))
+    plugin = next(p for p in s.plugins if isinstance(p, NeuronAllocation))
+    return s, plugin
+
+
+def _class_params(model, c):
+    """Every weight that class c's neurons own: the columns of its units in every block."""
+    out = []
+    for block in model.blocks:
+        cols = block.owner == c
+        out += [p.detach()[..., cols].clone() for p in block.parameters()]
+    return out
+
+
+def test_old_classes_keep_their_weights_and_scores(digits):
+    torch.manual_seed(0)
+    stream = make_stream(digits, 5)
+    s, plugin = _alloc_strategy(digits)
+    s.train(stream.train_stream[0])
+    before = [_class_params(s.model, c) for c in (0, 1)]
+    x = digits.x_test[:64]
+    s.model.eval()
+    with torch.no_grad():
+        scores_before = s.model(x)[:, :2].clone()
+    for exp in stream.train_stream[1:3]:
+        s.train(exp)
+    for c, params in zip((0, 1), before):
+        for a, b in zip(params, _class_params(s.model, c)):
+            assert torch.equal(a, b), f"class {c}'s neurons changed after later experiences"
+    s.model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(s.model(x)[:, :2], scores_before)  # the old classes' scores are exactly frozen
+    assert s.model.frozen[:6].all() and not s.model.frozen[6:].any()
+
+
+def test_free_pool_shrinks_as_classes_arrive(digits):
+    torch.manual_seed(0)
+    stream = make_stream(digits, 5)
+    s, plugin = _alloc_strategy(digits, hidden=(40,))
+    free = []
+    for exp in stream.train_stream[:3]:
+        s.train(exp)
+        state = plugin.state()[0]
+        free.append(state["free_neurons"])
+        assert set(state["neurons_per_class"].values()) == {plugin.block_size(40)}
+    per_class = 2 * plugin.block_size(40)  # positive and negative neurons
+    assert free == [40 - 2 * per_class, 40 - 4 * per_class, 40 - 6 * per_class]
+    owners = s.model.blocks[0].owner
+    for c in range(6):  # each class owns as many positive as negative neurons, disjoint from the others
+        pos, neg = (owners[:20] == c).sum(), (owners[20:] == c).sum()
+        assert pos == neg == plugin.block_size(40)
+
+
+def test_running_out_of_capacity_warns_and_does_not_crash(digits):
+    torch.manual_seed(0)
+    stream = make_stream(digits, 5)
+    s, plugin = _alloc_strategy(digits, hidden=(20,), max_classes=4, epochs=1)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for exp in stream.train_stream[:3]:
+            s.train(exp)
+    assert any("no free neurons left for class" in str(w.message) for w in caught)
+    assert plugin.state()[0]["free_neurons"] == 20 - 4 * 2 * plugin.block_size(20)
+    res = s.eval(stream.test_stream[:3])
+    assert 0.0 <= res["Top1_Acc_Stream/eval_phase/test_stream"] <= 1.0
+
+
+def test_allocation_beats_plain_sffa_without_stored_data(digits):
+    """The point of allocation: far less forgetting than the same learner without it."""
+    torch.manual_seed(0)
+    stream = make_stream(digits, 5)
+    results = {}
+    for name, plugins in (("alloc", {"allocation": {}}), ("plain", {})):
+        cfg = StrategyConfig(learner="sffa", hidden=[100, 100], epochs=4, batch_size=32, lr=3e-3,
+                             learner_args={"k": 5, "hybrid_negatives": 1.0 if plugins else 0.0}, plugins=plugins)
+        s = build_strategy(cfg, input_shape=digits.input_shape, num_classes=10,
+                           evaluator=EvaluationPlugin(accuracy_metrics(stream=True), loggers=[]))
+        for exp in stream.train_stream:
+            s.train(exp)
+        results[name] = s.eval(stream.test_stream)["Top1_Acc_Stream/eval_phase/test_stream"]
+    assert results["plain"] < 0.35
+    assert results["alloc"] > results["plain"] + 0.25, results
+
+
+def test_hybrid_images_mix_two_images():
+    torch.manual_seed(0)
+    x = torch.stack([torch.zeros(1, 28, 28), torch.ones(1, 28, 28)] * 4)
+    h = hybrid_images(x)
+    assert h.shape == x.shape
+    frac = h.flatten(1).mean(1)
+    mixed = (frac > 0.2) & (frac < 0.8)  # a zero image blended with a one image
+    assert mixed.any()
+    assert ((h == 0) | (h == 1)).all()  # each pixel comes from one of the two images
+
+
+def test_allocation_needs_split_layers(digits):
+    cfg = StrategyConfig(learner="df", hidden=[20], epochs=1, batch_size=32, plugins={"allocation": {}})
+    s = build_strategy(cfg, input_shape=digits.input_shape, num_classes=10,
+                       evaluator=EvaluationPlugin(loggers=[]))
+    with pytest.raises(TypeError, match="split into positive and negative"):
+        s.train(make_stream(digits, 5).train_stream[0])
