@@ -1,4 +1,4 @@
-"""The ``ffcl`` command line: ``ffcl run``, ``ffcl data``, ``ffcl recipes``.
+"""The ``ffcl`` command line: ``ffcl run``, ``ffcl compare``, ``ffcl data``, ``ffcl recipes``.
 
 Every user error (bad recipe, unknown name, missing data, existing run directory) is one line on
 stderr and exit status 2, never a traceback.
@@ -35,6 +35,15 @@ def _parser() -> argparse.ArgumentParser:
                    help="override a recipe value, e.g. strategy.epochs=3 or scenario.n_experiences=2 (repeatable)")
     r.add_argument("--data-root", help="folder with data sets (default: $FFCL_DATA_ROOT or ~/.cache/ffcl)")
     r.add_argument("--quiet", action="store_true", help="print only the final summary")
+
+    c = sub.add_parser("compare", help="run strategies x seeds on one scenario and compare them side by side")
+    c.add_argument("--scenario", default=DEFAULT_SCENARIO)
+    c.add_argument("--strategies", required=True, help="comma-separated strategy recipes, e.g. sffa,ewc,replay")
+    c.add_argument("--seeds", default="0", help="comma-separated seeds, e.g. 0,1,2")
+    c.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    c.add_argument("--out", type=Path, help="grid directory (default: runs/compare-<scenario>-<time>); "
+                   "rerunning with the same --out reuses finished runs and resumes interrupted ones")
+    c.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
 
     d = sub.add_parser("data", help="list data sets or get one")
     dsub = d.add_subparsers(dest="data_command", required=True)
@@ -78,6 +87,25 @@ def _run(args: argparse.Namespace) -> None:
     print(f"run directory: {out}")
 
 
+def _compare(args: argparse.Namespace) -> None:
+    from .compare import format_markdown, run_grid, summarize_runs, write_comparison
+
+    strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
+    try:
+        seeds = [int(s) for s in args.seeds.split(",")]
+    except ValueError:
+        raise ConfigError(f"--seeds must be comma-separated integers, got '{args.seeds}'") from None
+    load_scenario(args.scenario)  # fail early on bad names, before any run starts
+    for name in strategies:
+        load_strategy(name)
+    out = args.out or Path("runs") / f"compare-{Path(args.scenario).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    dirs = run_grid(args.scenario, strategies, seeds, out, overrides=args.overrides, device=args.device)
+    rows = summarize_runs(dirs)
+    write_comparison(rows, out)
+    print(format_markdown(rows))
+    print(f"comparison: {out / 'comparison.md'}")
+
+
 def _data(args: argparse.Namespace) -> None:
     from .data import DATASETS, DataError, default_data_root, load_dataset
 
@@ -104,13 +132,15 @@ def _data(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     # Avalanche 0.6 warns about its own internals (deprecated calls inside its plugins) on every step.
-    warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"avalanche\.")
+    warnings.filterwarnings("ignore", message=r".*removal in version 0\.7", category=DeprecationWarning)
     from .data import DataError
     from .experiment import RunError
 
     try:
         if args.command == "run":
             _run(args)
+        elif args.command == "compare":
+            _compare(args)
         elif args.command == "data":
             _data(args)
         else:
@@ -120,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ffcl: error: {err}", file=sys.stderr)
         return 2
     except subprocess.CalledProcessError as err:
-        print(f"ffcl: error: {' '.join(err.cmd)} failed (exit {err.returncode})", file=sys.stderr)
+        print(f"ffcl: error: `{' '.join(map(str, err.cmd))}` failed (exit {err.returncode})", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("ffcl: interrupted; continue with `ffcl run --resume RUN_DIR`", file=sys.stderr)

@@ -40,6 +40,7 @@ from avalanche.training.determinism.rng_manager import RNGManager
 from avalanche.training.plugins import EvaluationPlugin
 from tqdm.auto import tqdm
 
+from .allocation import NeuronAllocation
 from .config import RunConfig, ScenarioConfig, StrategyConfig, from_dict, to_dict
 from .data import Stream, load_dataset, make_stream
 from .metrics import peak_memory_mb, summarize
@@ -228,6 +229,9 @@ def _train(
         progress["train_time_s"].append(t1 - t0)
         progress["eval_time_s"].append(time.perf_counter() - t1)
         progress["peak_memory_mb"] = max(progress["peak_memory_mb"], peak_memory_mb(device))
+        for plugin in strategy.plugins:
+            if isinstance(plugin, NeuronAllocation):  # neurons per class and free capacity, per block
+                progress["allocation"] = plugin.state()
         _append_csv(run_dir / "metrics.csv", i, row, t1 - t0)
         strategy.ffcl_progress = progress
         _checkpoint(strategy, run_dir / CHECKPOINT)
@@ -252,6 +256,7 @@ def _train(
         "train_time_per_experience_s": progress["train_time_s"],
         "wall_time_s": time.perf_counter() - start,
         "peak_memory_mb": progress["peak_memory_mb"],
+        **({"allocation": progress["allocation"]} if "allocation" in progress else {}),
         "machine": {
             "platform": platform.platform(),
             "python": platform.python_version(),

@@ -1,0 +1,71 @@
+"""ffcl compare: the grid of runs, its resumption, and the side-by-side summary."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ffcl.cli import main
+from ffcl.compare import format_markdown, run_grid, summarize_runs, write_comparison
+
+
+def _fake_run(path, strategy, seed, acc, forgetting):
+    path.mkdir(parents=True)
+    (path / "metrics.json").write_text(json.dumps({
+        "strategy": strategy, "scenario": "split_x", "seed": seed, "final_average_accuracy": acc,
+        "average_forgetting": forgetting, "bwt": None if forgetting is None else -forgetting,
+        "train_time_s": 10.0 + seed, "peak_memory_mb": 100.0,
+    }))
+    return path
+
+
+def test_summary_is_mean_and_std_over_seeds(tmp_path):
+    dirs = [_fake_run(tmp_path / f"a{s}", "a", s, acc, 0.1 * s) for s, acc in enumerate([0.80, 0.90, 0.85])]
+    dirs.append(_fake_run(tmp_path / "joint", "joint", 0, 0.97, None))
+    rows = {r["strategy"]: r for r in summarize_runs(dirs)}
+    a = rows["a"]
+    assert a["seeds"] == [0, 1, 2]
+    assert a["final_average_accuracy"] == pytest.approx(85.0)
+    assert a["final_average_accuracy_std"] == pytest.approx(5.0)
+    assert a["average_forgetting"] == pytest.approx(10.0)
+    assert a["train_time_s"] == pytest.approx(11.0)
+    assert rows["joint"]["average_forgetting"] is None
+    table = format_markdown(list(rows.values()))
+    assert "| a | 0,1,2 | 85.00 ± 5.00 |" in table
+    assert "| joint | 0 | 97.00 | n/a | n/a |" in table
+    write_comparison(list(rows.values()), tmp_path)
+    assert "85.00 ± 5.00" in (tmp_path / "comparison.md").read_text()
+    assert (tmp_path / "comparison.csv").read_text().splitlines()[0].startswith("strategy,seeds,final_average_accuracy")
+
+
+def test_grid_runs_then_reuses_finished_runs(tmp_path):
+    small = ["strategy.hidden=[16]", "scenario.n_experiences=2", "scenario.epochs=1"]
+    said = []
+    dirs = run_grid("split_digits", ["naive"], [0, 1], tmp_path / "grid", overrides=small, echo=said.append)
+    assert [d.name for d in dirs] == ["naive-seed0", "naive-seed1"]
+    assert all((d / "metrics.json").exists() for d in dirs)
+    before = [(d / "metrics.json").read_text() for d in dirs]
+    said.clear()
+    run_grid("split_digits", ["naive"], [0, 1], tmp_path / "grid", overrides=small, echo=said.append)
+    assert said == ["naive-seed0: finished earlier, reused", "naive-seed1: finished earlier, reused"]
+    assert [(d / "metrics.json").read_text() for d in dirs] == before  # never overwritten
+
+
+def test_compare_cli(tmp_path, capsys):
+    rc = main(["compare", "--strategies", "naive,replay", "--seeds", "0", "--out", str(tmp_path / "g"),
+               "--set", "strategy.hidden=[16]", "--set", "scenario.n_experiences=2", "--set", "scenario.epochs=1"])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    assert "| naive | 0 |" in out and "| replay | 0 |" in out
+    assert (tmp_path / "g" / "comparison.md").exists()
+
+
+def test_compare_rejects_bad_names_before_running(tmp_path, capsys):
+    rc = main(["compare", "--strategies", "naive,nope", "--out", str(tmp_path / "g")])
+    _, err = capsys.readouterr()
+    assert rc == 2 and err.startswith("ffcl: error:") and "'nope'" in err
+    assert not (tmp_path / "g").exists()
+    rc = main(["compare", "--strategies", "naive", "--seeds", "0,x", "--out", str(tmp_path / "g")])
+    _, err = capsys.readouterr()
+    assert rc == 2 and "--seeds" in err
