@@ -173,3 +173,26 @@ def test_plugins_compose_with_ff_learners(plugin, args, digits):
 def test_logit_distillation_plugins_fail_clearly(digits):
     with pytest.raises(ValueError, match="distils class logits"):
         _strategy("sffa", digits, plugins={"lwf": {}})
+
+
+def test_cosine_lr_decays_within_each_experience(digits):
+    torch.manual_seed(0)
+    stream = make_stream(digits, 2)
+    s = _strategy("sffa", digits, hidden=(16,), k=4, epochs=2, plugins={"cosine_lr": {"min_ratio": 0.1}})
+    lrs = []
+
+    class Record:
+        def __getattr__(self, name):
+            return lambda *a, **k: None
+
+        def after_training_iteration(self, strategy, **kw):
+            lrs.append(strategy.optimizer.param_groups[0]["lr"])
+
+    s.plugins.append(Record())
+    s.train(stream.train_stream[0])
+    first = len(lrs)
+    s.train(stream.train_stream[1])
+    assert lrs[0] == pytest.approx(3e-3)  # starts at the recipe's lr
+    assert all(a > b for a, b in zip(lrs[: first - 1], lrs[1:first]))  # decreasing within the experience
+    assert lrs[first - 1] > 3e-4 * 0.99 and lrs[first - 1] < 3e-3 * 0.2
+    assert lrs[first] == pytest.approx(3e-3)  # restarts at the next experience
