@@ -6,8 +6,9 @@ scenario; the throughput is then measured side by side in this process on the tr
 batched candidates (one pass over all labels), a Python loop over labels, and an MLP of the same
 widths. Results go to a JSON file (and a line per run on stdout).
 
-    python benchmarks/offline_accuracy.py --datasets mnist,fmnist --out benchmarks/results/offline_accuracy.json
-    python benchmarks/offline_accuracy.py --datasets mnist --learners sffa --set strategy.epochs=1   # quicker
+    python benchmarks/offline_accuracy.py --datasets mnist,fmnist --epochs sffa=10,df=6,ff=8,naive=5 \
+        --set strategy.plugins.cosine_lr.min_ratio=0.0 --out benchmarks/results/offline_accuracy.json
+    python benchmarks/offline_accuracy.py --datasets mnist --learners sffa --epochs sffa=1   # quicker
 """
 
 from __future__ import annotations
@@ -59,12 +60,14 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--datasets", default="mnist,fmnist")
     p.add_argument("--learners", default="sffa,df,ff,naive", help="strategy recipes; naive = the BP MLP")
+    p.add_argument("--epochs", default="", help="per-learner epochs, e.g. sffa=10,df=6 (default: the recipe's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--set", dest="overrides", action="append", default=[])
     p.add_argument("--eval-images", type=int, default=2000)
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/offline_accuracy.json"))
     args = p.parse_args()
 
+    epochs = dict(item.split("=") for item in args.epochs.split(",") if item)
     results = []
     for dataset in args.datasets.split(","):
         data = load_dataset(dataset)
@@ -73,7 +76,7 @@ def main() -> None:
             run_dir = Path(tempfile.mkdtemp(prefix="ffcl-bench-")) / "run"
             cmd = ["ffcl", "run", "--scenario", f"joint_{dataset}", "--strategy", learner,
                    "--seed", str(args.seed), "--device", "cpu", "--out", str(run_dir), "--quiet"]
-            for o in args.overrides:
+            for o in args.overrides + ([f"strategy.epochs={epochs[learner]}"] if learner in epochs else []):
                 cmd += ["--set", o]
             subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
             metrics = json.loads((run_dir / "metrics.json").read_text())

@@ -1,0 +1,52 @@
+"""The class-incremental comparison grid: BP baselines and FF learners on Split-MNIST and
+Split-Fashion-MNIST, through ``ffcl compare`` (each run in its own process, resumable).
+
+    python benchmarks/class_incremental.py --scenarios split_mnist,split_fmnist --seeds 0 --out benchmarks/results/ci
+    python benchmarks/class_incremental.py --scenarios split_mnist --strategies sffa_alloc,sffa_replay --seeds 0,1,2
+
+Writes <out>/<scenario>/comparison.{md,csv} and <out>/class_incremental.json (all rows, the
+command and the machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from ffcl.compare import format_markdown, run_grid, summarize_runs, write_comparison
+
+GRID = "naive,ewc,si,lwf,replay,gem,gdumb,joint,ff,sffa,sffa_alloc,sffa_replay"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--scenarios", default="split_mnist,split_fmnist")
+    p.add_argument("--strategies", default=GRID)
+    p.add_argument("--seeds", default="0")
+    p.add_argument("--out", type=Path, default=Path("benchmarks/results/ci"))
+    args = p.parse_args()
+    seeds = [int(s) for s in args.seeds.split(",")]
+    everything = []
+    for scenario in args.scenarios.split(","):
+        out = args.out / scenario
+        t = time.perf_counter()
+        dirs = run_grid(scenario, args.strategies.split(","), seeds, out, device="cpu")
+        rows = summarize_runs(dirs)
+        write_comparison(rows, out)
+        print(f"## {scenario} ({time.perf_counter() - t:.0f} s)\n\n{format_markdown(rows)}\n", flush=True)
+        everything += rows
+    (args.out / "class_incremental.json").write_text(json.dumps({
+        "command": " ".join(sys.argv), "seeds": seeds,
+        "machine": {"platform": platform.platform(), "torch": torch.__version__, "threads": torch.get_num_threads()},
+        "rows": everything,
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    main()
