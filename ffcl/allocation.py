@@ -21,6 +21,9 @@ blocks from the start gave 60.6%, and with hybrid negatives at 1.0 per sample 81
 classes' negative neurons trainable wiped old classes out (~20%). docs/allocation.md has ffcl's
 own measurements.
 
+Each hybrid is a negative for the classes of *both* its images, and its partner is drawn from
+another class whenever the batch has one.
+
 Capacity is reserved explicitly: ``max_classes`` (default: the stream's number of classes) splits
 each half of a layer into that many blocks. A class arriving when the pool is empty gets no neurons
 and a warning (raise ``max_classes`` or widen the layers); nothing crashes.
@@ -40,11 +43,16 @@ from .nn.ff import FFNet
 __all__ = ["NeuronAllocation", "hybrid_images"]
 
 
-def hybrid_images(x: torch.Tensor, blur_steps: int = 6, generator: torch.Generator | None = None) -> torch.Tensor:
+def hybrid_images(
+    x: torch.Tensor, y: torch.Tensor | None = None, blur_steps: int = 6, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Blend each image with another image of the batch through a blurred random binary mask.
 
     The mask is uniform noise smoothed ``blur_steps`` times with a 3x3 mean filter and thresholded
-    at its median, so large regions come from each image (Hinton 2022, section 3.2).
+    at its median, so large regions come from each image (Hinton 2022, section 3.2). Given labels
+    ``y``, the partner is drawn from another class whenever the batch has one: a blend of two
+    images of the same class is too close to a real positive to serve as a negative.
+    Returns the hybrids and, for each, the index of its partner image.
     """
     b = x.shape[0]
     img = x if x.dim() == 4 else x.view(b, 1, 1, -1)
@@ -52,8 +60,11 @@ def hybrid_images(x: torch.Tensor, blur_steps: int = 6, generator: torch.Generat
     for _ in range(blur_steps):
         noise = F.avg_pool2d(noise, 3, stride=1, padding=1, count_include_pad=False)
     mask = (noise > noise.flatten(1).median(dim=1).values.view(b, 1, 1, 1)).to(x.dtype)
-    partner = img[torch.randperm(b, device=x.device, generator=generator)]
-    return (mask * img + (1 - mask) * partner).view_as(x)
+    pick = torch.rand(b, b, device=x.device, generator=generator)
+    if y is not None:
+        pick = pick - 2.0 * (y[:, None] == y[None, :])  # prefer partners of another class
+    partner = pick.argmax(dim=1)
+    return (mask * img + (1 - mask) * img[partner]).view_as(x), partner
 
 
 class NeuronAllocation(SupervisedPlugin):

@@ -114,12 +114,17 @@ def test_allocation_beats_plain_sffa_without_stored_data(digits):
 def test_hybrid_images_mix_two_images():
     torch.manual_seed(0)
     x = torch.stack([torch.zeros(1, 28, 28), torch.ones(1, 28, 28)] * 4)
-    h = hybrid_images(x)
+    h, _ = hybrid_images(x)
     assert h.shape == x.shape
     frac = h.flatten(1).mean(1)
     mixed = (frac > 0.2) & (frac < 0.8)  # a zero image blended with a one image
     assert mixed.any()
     assert ((h == 0) | (h == 1)).all()  # each pixel comes from one of the two images
+    y = torch.tensor([0, 1] * 4)
+    h, partner = hybrid_images(x, y)  # partners from the other class: every hybrid mixes a zero and a one image
+    frac = h.flatten(1).mean(1)
+    assert ((frac > 0.05) & (frac < 0.95)).all()
+    assert (y[partner] != y).all()
 
 
 def test_allocation_needs_split_layers(digits):

@@ -77,7 +77,8 @@ class FFTemplate(SupervisedTemplate):
         its loss (layer collaboration, used by DF).
     :param update: ``fused`` (one backward of the summed local losses) or ``blockwise``.
     :param hybrid_negatives: self-generated negatives per sample (``ffcl.allocation.hybrid_images``:
-        two batch images blended through a blurred mask, shown with the first one's label).
+        two batch images of different classes blended through a blurred mask, shown as a negative
+        with the labels of both).
     """
 
     def __init__(
@@ -136,7 +137,8 @@ class FFTemplate(SupervisedTemplate):
         n_hybrid = round(self.hybrid_negatives * len(y))
         if n_hybrid:
             idx = torch.randint(0, len(y), (n_hybrid,), device=y.device)
-            self._hybrid = (hybrid_images(x[idx]), y[idx, None])
+            images, partner = hybrid_images(x[idx], y[idx])
+            self._hybrid = (images, torch.stack([y[idx], y[idx][partner]], dim=1))  # negative for both sources
         if self.update == "fused":
             self._acts = model.activities(x, self._labels)
             return model.goodness(self._acts)[..., model.score_layers].sum(-1).detach()
@@ -157,7 +159,7 @@ class FFTemplate(SupervisedTemplate):
         model: FFNet = self.model
         obj = model.objective
         hybrid = model.activities(*self._hybrid) if self._hybrid is not None else [None] * len(model.blocks)
-        extra = sum(obj.negative_loss(h[:, 0]) for h in hybrid if h is not None)
+        extra = sum(obj.negative_loss(h.flatten(0, 1)) for h in hybrid if h is not None)
         if self._labels.shape[1] < 2 and self._hybrid is None:  # one class and no negatives: nothing to contrast
             return sum(p.sum() * 0 for p in model.parameters())
         if self.update == "fused":
