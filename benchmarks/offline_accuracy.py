@@ -74,7 +74,7 @@ def main() -> None:
         x = data.x_test[: args.eval_images]
         for learner in args.learners.split(","):
             run_dir = Path(tempfile.mkdtemp(prefix="ffcl-bench-")) / "run"
-            cmd = ["ffcl", "run", "--scenario", f"joint_{dataset}", "--strategy", learner,
+            cmd = [sys.executable, "-m", "ffcl.cli", "run", "--scenario", f"joint_{dataset}", "--strategy", learner,
                    "--seed", str(args.seed), "--device", "cpu", "--out", str(run_dir), "--quiet"]
             for o in args.overrides + ([f"strategy.epochs={epochs[learner]}"] if learner in epochs else []):
                 cmd += ["--set", o]
