@@ -36,47 +36,37 @@ from .registry import BuildContext, register_learner, register_plugin
 # --------------------------------------------------------------------------- learners
 
 
+def _bp(ctx: BuildContext, template: type[SupervisedTemplate], **kwargs: object) -> SupervisedTemplate:
+    """An Avalanche template training a fresh back-propagation MLP with cross-entropy."""
+    model = ctx.mlp()
+    return template(
+        model=model, optimizer=ctx.optimizer(model.parameters()), criterion=nn.CrossEntropyLoss(),
+        **kwargs, **ctx.template_kwargs(),
+    )
+
+
 @register_learner("mlp")
 def mlp(ctx: BuildContext) -> SupervisedTemplate:
     """Back-propagation MLP trained by Avalanche's plain template (Naive unless plugins are added)."""
-    model = ctx.mlp()
-    return SupervisedTemplate(
-        model=model, optimizer=ctx.optimizer(model.parameters()), criterion=nn.CrossEntropyLoss(), **ctx.template_kwargs()
-    )
+    return _bp(ctx, SupervisedTemplate)
 
 
 @register_learner("cumulative")
 def cumulative(ctx: BuildContext) -> SupervisedTemplate:
     """Retrain on the union of all experiences seen so far (stores everything)."""
-    model = ctx.mlp()
-    return Cumulative(
-        model=model, optimizer=ctx.optimizer(model.parameters()), criterion=nn.CrossEntropyLoss(), **ctx.template_kwargs()
-    )
+    return _bp(ctx, Cumulative)
 
 
 @register_learner("joint")
 def joint(ctx: BuildContext) -> SupervisedTemplate:
     """Train once on the whole stream (Avalanche's JointTraining): the offline upper bound."""
-    model = ctx.mlp()
-    return JointTraining(
-        model=model, optimizer=ctx.optimizer(model.parameters()), criterion=nn.CrossEntropyLoss(), **ctx.template_kwargs()
-    )
+    return _bp(ctx, JointTraining)
 
 
 @register_learner("der")
 def der(ctx: BuildContext, mem_size: int = 500, alpha: float = 0.1, beta: float = 0.5, batch_size_mem: int | None = None) -> SupervisedTemplate:
     """Dark Experience Replay++: replay of samples and of the logits they had when stored."""
-    model = ctx.mlp()
-    return DER(
-        model=model,
-        optimizer=ctx.optimizer(model.parameters()),
-        criterion=nn.CrossEntropyLoss(),
-        mem_size=mem_size,
-        alpha=alpha,
-        beta=beta,
-        batch_size_mem=batch_size_mem,
-        **ctx.template_kwargs(),
-    )
+    return _bp(ctx, DER, mem_size=mem_size, alpha=alpha, beta=beta, batch_size_mem=batch_size_mem)
 
 
 # --------------------------------------------------------------------------- plugins
