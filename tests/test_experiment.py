@@ -219,7 +219,7 @@ def test_resuming_something_else_is_an_error(tmp_path):
 
 
 def test_joint_learner_on_split_digits(run_dir, make_config):
-    metrics = run_experiment(make_config("split_digits", "joint", ["scenario.epochs=5"]), run_dir, quiet=True)
+    metrics = run_experiment(make_config("split_digits", "joint", ["scenario.epochs=5", "scenario.batch_size=32"]), run_dir, quiet=True)
     (row,) = metrics["accuracy_matrix"]
     assert len(row) == 5 and min(row) > 0.5  # every experience learnt at once
     assert metrics["average_forgetting"] is None and metrics["bwt"] is None
