@@ -1,4 +1,4 @@
-"""The ``ffcl`` command line: ``ffcl run``, ``ffcl compare``, ``ffcl data``, ``ffcl recipes``.
+"""The ``ffcl`` command line: ``ffcl run``, ``ffcl compare``, ``ffcl report``, ``ffcl data``, ``ffcl recipes``.
 
 Every user error (bad recipe, unknown name, missing data, existing run directory) is one line on
 stderr and exit status 2, never a traceback.
@@ -45,6 +45,11 @@ def _parser() -> argparse.ArgumentParser:
                    "rerunning with the same --out reuses finished runs and resumes interrupted ones")
     c.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
 
+    rp = sub.add_parser("report", help="Markdown report with plots of finished runs")
+    rp.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR")
+    rp.add_argument("--out", type=Path, help="where to write report.md and the plots "
+                    "(default: RUN_DIR/report for one run, runs/report-<time> for several)")
+
     d = sub.add_parser("data", help="list data sets or get one")
     dsub = d.add_subparsers(dest="data_command", required=True)
     dsub.add_parser("list", help="which data sets are available here")
@@ -89,6 +94,7 @@ def _run(args: argparse.Namespace) -> None:
 
 def _compare(args: argparse.Namespace) -> None:
     from .compare import format_markdown, run_grid, summarize_runs, write_comparison
+    from .report import write_report
 
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
     try:
@@ -102,8 +108,21 @@ def _compare(args: argparse.Namespace) -> None:
     dirs = run_grid(args.scenario, strategies, seeds, out, overrides=args.overrides, device=args.device)
     rows = summarize_runs(dirs)
     write_comparison(rows, out)
+    report = write_report(dirs, out / "report")
     print(format_markdown(rows))
-    print(f"comparison: {out / 'comparison.md'}")
+    print(f"comparison: {out / 'comparison.md'}; plots: {report}")
+
+
+def _report(args: argparse.Namespace) -> None:
+    from .report import write_report
+
+    if args.out:
+        out = args.out
+    elif len(args.run_dirs) == 1:
+        out = args.run_dirs[0] / "report"
+    else:
+        out = Path("runs") / f"report-{time.strftime('%Y%m%d-%H%M%S')}"
+    print(f"report: {write_report(args.run_dirs, out)}")
 
 
 def _data(args: argparse.Namespace) -> None:
@@ -141,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
             _run(args)
         elif args.command == "compare":
             _compare(args)
+        elif args.command == "report":
+            _report(args)
         elif args.command == "data":
             _data(args)
         else:

@@ -1,10 +1,18 @@
-"""Text summaries of finished runs (the plots and Markdown reports build on these)."""
+"""Reports of finished runs: text summaries, a Markdown report and PNG plots (matplotlib).
+
+``ffcl report RUN_DIR [RUN_DIR...]`` writes ``report.md`` with a table and these plots:
+the accuracy-matrix heat map of each run, the accuracy on each experience over time, the average
+accuracy on the experiences seen so far for all runs on one chart, and the neurons each class
+owns for learners with neuron allocation.
+"""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
-__all__ = ["format_summary", "format_matrix"]
+__all__ = ["format_summary", "format_matrix", "load_metrics", "write_report"]
 
 
 def _pct(x: float | None) -> str:
@@ -32,3 +40,92 @@ def format_summary(m: dict[str, Any]) -> str:
     title = f"{m['strategy']} on {m['scenario']} (seed {m['seed']}, {m['device']})"
     body = "\n".join(f"  {k:<28s}{v}" for k, v in rows)
     return f"{title}\n{body}\naccuracy matrix (%):\n{format_matrix(m['accuracy_matrix'])}"
+
+
+def load_metrics(run_dir: str | Path) -> dict[str, Any]:
+    """A finished run's metrics.json (a one-line error if the run is not finished)."""
+    from .experiment import RunError
+
+    path = Path(run_dir) / "metrics.json"
+    if not path.is_file():
+        raise RunError(f"{run_dir} has no metrics.json: not a finished run (resume it with `ffcl run --resume {run_dir}`)")
+    return json.loads(path.read_text())
+
+
+def _seen_average(matrix: list[list[float]]) -> list[float]:
+    """Average accuracy on the experiences seen so far, after each training step."""
+    if len(matrix) == 1:
+        return [sum(matrix[0]) / len(matrix[0])]
+    return [sum(row[: i + 1]) / (i + 1) for i, row in enumerate(matrix)]
+
+
+def _label(m: dict[str, Any]) -> str:
+    return f"{m['strategy']} (seed {m['seed']})"
+
+
+def write_report(run_dirs: list[Path], out: Path) -> Path:
+    """Write ``report.md`` and its PNG plots into ``out``; return the report's path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    runs = [(Path(d), load_metrics(d)) for d in run_dirs]
+    out.mkdir(parents=True, exist_ok=True)
+    lines = [f"# Report: {', '.join(sorted({m['scenario'] for _, m in runs}))}", ""]
+    lines += ["| run | strategy | seed | final avg acc (%) | avg forgetting (%) | BWT (%) | train time (s) | peak memory (MiB) |",
+              "|---|---|---|---|---|---|---|---|"]
+    for d, m in runs:
+        lines.append(f"| {d.name} | {m['strategy']} | {m['seed']} | {_pct(m['final_average_accuracy']).strip()} | "
+                     f"{_pct(m['average_forgetting']).strip()} | {_pct(m['bwt']).strip()} | {m['train_time_s']:.1f} | {m['peak_memory_mb']:.0f} |")
+    lines += ["", "Accuracy matrix: row i = after training experience i, column j = accuracy on experience j.", ""]
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for _, m in runs:
+        avg = _seen_average(m["accuracy_matrix"])
+        ax.plot(range(1, len(avg) + 1), [100 * a for a in avg], marker="o", label=_label(m))
+    ax.set(xlabel="experiences trained", ylabel="average accuracy on seen experiences (%)", ylim=(0, 100))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "average_accuracy.png", dpi=110)
+    plt.close(fig)
+    lines += ["![average accuracy over experiences](average_accuracy.png)", ""]
+
+    for i, (d, m) in enumerate(runs):
+        a = m["accuracy_matrix"]
+        stem = f"{i:02d}-{d.name}"
+        fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+        im = left.imshow([[100 * x for x in row] for row in a], vmin=0, vmax=100, cmap="viridis")
+        for r, row in enumerate(a):
+            for c, x in enumerate(row):
+                left.text(c, r, f"{100 * x:.0f}", ha="center", va="center", color="w" if x < 0.6 else "k", fontsize=8)
+        left.set(title="accuracy matrix (%)", xlabel="test experience", ylabel="after training experience")
+        fig.colorbar(im, ax=left)
+        for j in range(len(a[0])):
+            right.plot(range(1, len(a) + 1), [100 * row[j] for row in a], marker=".", label=f"exp {j}")
+        right.set(title="accuracy on each experience", xlabel="experiences trained", ylabel="accuracy (%)", ylim=(0, 100))
+        right.xaxis.set_major_locator(MaxNLocator(integer=True))
+        right.legend(fontsize=7)
+        fig.suptitle(_label(m))
+        fig.tight_layout()
+        fig.savefig(out / f"{stem}-matrix.png", dpi=110)
+        plt.close(fig)
+        lines += [f"## {d.name}", "", f"![accuracy matrix]({stem}-matrix.png)", ""]
+        if m.get("allocation"):
+            fig, ax = plt.subplots(figsize=(6, 3))
+            width = 0.8 / len(m["allocation"])
+            for b, block in enumerate(m["allocation"]):
+                classes = sorted(block["neurons_per_class"], key=int)
+                ax.bar([int(c) + b * width for c in classes], [block["neurons_per_class"][c] for c in classes],
+                       width=width, label=f"block {b} ({block['free_neurons']} free)")
+            ax.set(title="neurons owned per class (each half)", xlabel="class", ylabel="neurons")
+            ax.legend(fontsize=8)
+            fig.tight_layout()
+            fig.savefig(out / f"{stem}-neurons.png", dpi=110)
+            plt.close(fig)
+            lines += [f"![neurons per class]({stem}-neurons.png)", ""]
+    path = out / "report.md"
+    path.write_text("\n".join(lines))
+    return path

@@ -1,0 +1,50 @@
+"""ffcl report: the Markdown report and its plots."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ffcl.cli import main
+from ffcl.experiment import RunError
+from ffcl.report import write_report
+
+
+def _run(path, strategy, matrix, allocation=None):
+    path.mkdir(parents=True)
+    m = {"strategy": strategy, "scenario": "split_x", "seed": 0, "device": "cpu", "accuracy_matrix": matrix,
+         "final_average_accuracy": sum(matrix[-1]) / len(matrix[-1]), "average_forgetting": 0.1, "bwt": -0.1,
+         "train_time_s": 1.0, "wall_time_s": 2.0, "peak_memory_mb": 10.0}
+    if allocation:
+        m["allocation"] = allocation
+    (path / "metrics.json").write_text(json.dumps(m))
+    return path
+
+
+def test_report_has_table_and_plots(tmp_path):
+    a = _run(tmp_path / "a", "sffa_alloc", [[1.0, 0.0], [0.9, 0.8]],
+             allocation=[{"units": 40, "neurons_per_class": {"0": 2, "1": 2}, "free_neurons": 32}])
+    b = _run(tmp_path / "b", "replay", [[0.99, 0.0], [0.7, 0.95]])
+    report = write_report([a, b], tmp_path / "rep")
+    text = report.read_text()
+    assert "| a | sffa_alloc | 0 | 85.00 |" in text and "| b | replay | 0 | 82.50 |" in text
+    pngs = sorted(p.name for p in (tmp_path / "rep").glob("*.png"))
+    assert pngs == ["00-a-matrix.png", "00-a-neurons.png", "01-b-matrix.png", "average_accuracy.png"]
+    for name in pngs:
+        assert name in text
+        assert (tmp_path / "rep" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_of_an_unfinished_run_is_a_clear_error(tmp_path, capsys):
+    (tmp_path / "half").mkdir()
+    with pytest.raises(RunError, match="not a finished run"):
+        write_report([tmp_path / "half"], tmp_path / "rep")
+    assert main(["report", str(tmp_path / "half")]) == 2
+    assert capsys.readouterr().err.startswith("ffcl: error:")
+
+
+def test_report_cli_default_location(tmp_path, capsys):
+    a = _run(tmp_path / "a", "naive", [[1.0]])
+    assert main(["report", str(a)]) == 0
+    assert (a / "report" / "report.md").exists()
