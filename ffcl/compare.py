@@ -25,6 +25,7 @@ COLUMNS = [
     ("final_average_accuracy", "final avg acc (%)", 100.0),
     ("average_forgetting", "avg forgetting (%)", 100.0),
     ("bwt", "BWT (%)", 100.0),
+    ("plasticity", "plasticity (%)", 100.0),
     ("train_time_s", "train time (s)", 1.0),
     ("peak_memory_mb", "peak memory (MiB)", 1.0),
 ]

@@ -33,6 +33,7 @@ def format_summary(m: dict[str, Any]) -> str:
         ("final average accuracy (%)", _pct(m["final_average_accuracy"])),
         ("average forgetting (%)", _pct(m["average_forgetting"])),
         ("BWT (%)", _pct(m["bwt"])),
+        ("plasticity (%)", _pct(m.get("plasticity"))),
         ("train time (s)", f"{m['train_time_s']:6.1f}"),
         ("wall time (s)", f"{m['wall_time_s']:6.1f}"),
         ("peak memory (MiB)", f"{m['peak_memory_mb']:6.0f}"),

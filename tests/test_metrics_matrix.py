@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ffcl.metrics import average_accuracy, average_forgetting, backward_transfer, summarize
+from ffcl.metrics import average_accuracy, average_forgetting, backward_transfer, plasticity, summarize
 
 # a[i][j]: accuracy on experience j after training experience i.
 TWO = [
@@ -52,7 +52,7 @@ def test_summaries(matrix, acc, forgetting, bwt):
     assert average_forgetting(matrix) == pytest.approx(forgetting)
     assert backward_transfer(matrix) == pytest.approx(bwt)
     assert summarize(matrix) == pytest.approx(
-        {"final_average_accuracy": acc, "average_forgetting": forgetting, "bwt": bwt}
+        {"final_average_accuracy": acc, "average_forgetting": forgetting, "bwt": bwt, "plasticity": plasticity(matrix)}
     )
 
 
@@ -75,14 +75,24 @@ def test_single_row(matrix):
     assert average_accuracy(matrix) == pytest.approx(expected)
     assert average_forgetting(matrix) is None
     assert backward_transfer(matrix) is None
-    assert summarize(matrix) == {"final_average_accuracy": pytest.approx(expected), "average_forgetting": None, "bwt": None}
+    assert summarize(matrix) == {"final_average_accuracy": pytest.approx(expected), "average_forgetting": None, "bwt": None,
+                                 "plasticity": plasticity(matrix)}
 
 
 def test_no_forgetting():
     perfect = [[1.0, 0.0, 0.0], [1.0, 1.0, 0.0], [1.0, 1.0, 1.0]]
-    assert summarize(perfect) == {"final_average_accuracy": 1.0, "average_forgetting": 0.0, "bwt": 0.0}
+    assert summarize(perfect) == {"final_average_accuracy": 1.0, "average_forgetting": 0.0, "bwt": 0.0, "plasticity": 1.0}
 
 
 def test_tuples_are_accepted():
     as_tuples = tuple(tuple(row) for row in THREE)
     assert summarize(as_tuples) == pytest.approx(summarize(THREE))
+
+
+def test_plasticity_is_the_mean_diagonal():
+    from ffcl.metrics import plasticity
+
+    a = [[0.9, 0.0, 0.0], [0.5, 0.8, 0.0], [0.4, 0.6, 0.7]]
+    assert plasticity(a) == pytest.approx((0.9 + 0.8 + 0.7) / 3)
+    assert plasticity([[0.9, 0.8, 0.7]]) is None  # joint: one row, no diagonal
+    assert plasticity([[0.7]]) == pytest.approx(0.7)

@@ -1,6 +1,6 @@
 """Metrics Avalanche lacks, and the summaries of an accuracy matrix."""
 
-from .matrix import average_accuracy, average_forgetting, backward_transfer, summarize
+from .matrix import average_accuracy, average_forgetting, backward_transfer, plasticity, summarize
 from .memory import peak_memory_mb
 
-__all__ = ["average_accuracy", "average_forgetting", "backward_transfer", "summarize", "peak_memory_mb"]
+__all__ = ["average_accuracy", "average_forgetting", "backward_transfer", "plasticity", "summarize", "peak_memory_mb"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-__all__ = ["average_accuracy", "average_forgetting", "backward_transfer", "summarize"]
+__all__ = ["average_accuracy", "average_forgetting", "backward_transfer", "plasticity", "summarize"]
 
 Matrix = Sequence[Sequence[float]]
 
@@ -40,10 +40,19 @@ def backward_transfer(a: Matrix) -> float | None:
     return sum(a[-1][j] - a[j][j] for j in range(t - 1)) / (t - 1)
 
 
+def plasticity(a: Matrix) -> float | None:
+    """P = (1/T) sum_j a[j][j]: accuracy on each experience right after learning it (how well new
+    knowledge is taken in; Avalanche has no such metric). None for a single-row (joint) matrix."""
+    if len(a) != len(a[0]):
+        return None
+    return sum(a[j][j] for j in range(len(a))) / len(a)
+
+
 def summarize(a: Matrix) -> dict[str, float | None]:
-    """The three summaries of a (possibly single-row) accuracy matrix."""
+    """The summaries of a (possibly single-row) accuracy matrix."""
     return {
         "final_average_accuracy": average_accuracy(a),
         "average_forgetting": average_forgetting(a),
         "bwt": backward_transfer(a),
+        "plasticity": plasticity(a),
     }
