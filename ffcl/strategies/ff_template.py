@@ -129,8 +129,8 @@ class FFTemplate(SupervisedTemplate):
             classes = model.active_classes()
         scores = None
         if self.negatives == "hardest" and len(classes) - 1 > self.n_negatives:
-            with torch.no_grad():
-                scores = model.scores(x, classes.expand(len(y), -1))
+            with torch.no_grad():  # the sparse inference path where the network allows it
+                scores = model.infer_scores(x, classes.expand(len(y), -1))
         negs = sample_negatives(y, classes, self.n_negatives, self.negatives, scores)
         self._labels = torch.cat([y[:, None], negs], dim=1)
         self._hybrid = None
@@ -171,7 +171,7 @@ class FFTemplate(SupervisedTemplate):
         if self.collaboration:
             with torch.no_grad():
                 contexts = self._contexts(model.goodness(model.activities(x, self._labels)))
-        if torch.is_tensor(extra):
+        if torch.is_tensor(extra):  # the hybrids' graphs span all blocks; free them first
             extra.backward()
             extra = extra.detach()
         total, h = torch.zeros((), device=x.device) + extra, None
