@@ -8,7 +8,9 @@ once per image and shared by the positive, the negatives and every inference can
 code projection is one row of a [classes, units] table. Candidates are stacked into the batch:
 activities have shape [batch, candidates, units] and inference over C labels is one tensor pass.
 
-Label codes are pre-allocated for ``max_classes`` labels, so new classes need no change to the
+``code_scale`` multiplies the codes: on images with many bright pixels (Fashion-MNIST) a 0/1 code
+of ~10 ones is drowned by the image projection, and a larger amplitude lets the label steer the
+layer (measured in docs/results.md). Label codes are pre-allocated for ``max_classes`` labels, so new classes need no change to the
 network (algorithms.md section 9). Which classes are candidates at inference is the buffer
 ``active``: in class-incremental streams, only the classes seen so far.
 """
@@ -135,6 +137,7 @@ class FFNet(nn.Module):
         code: str = "random",
         code_dim: int = 100,
         code_p: float = 0.1,
+        code_scale: float = 1.0,
         residual: bool = True,
         split: bool = False,
         k: int | None = None,
@@ -144,7 +147,7 @@ class FFNet(nn.Module):
         super().__init__()
         self.input_dim = math.prod(input_shape)
         self.objective = objective
-        self.register_buffer("codes", label_codes(max_classes, code, code_dim, code_p, seed))
+        self.register_buffer("codes", code_scale * label_codes(max_classes, code, code_dim, code_p, seed))
         self.register_buffer("active", torch.zeros(max_classes, dtype=torch.bool))
         self.register_buffer("frozen", torch.zeros(max_classes, dtype=torch.bool))
         cdim = self.codes.shape[1]

@@ -24,13 +24,14 @@ def df(
     collaboration: bool = True,
     code_dim: int = 100,
     code_p: float = 0.1,
+    code_scale: float = 1.0,
     update: str = "fused",
     seed: int = 0,
 ) -> FFTemplate:
     """DF with an N-pair margin loss over ``n_negatives`` wrong labels per image."""
     model = FFNet(
         ctx.input_shape, ctx.config.hidden, ctx.num_classes, DistanceNPair(gamma, margin),
-        code="random", code_dim=code_dim, code_p=code_p, residual=True, seed=seed,
+        code="random", code_dim=code_dim, code_p=code_p, code_scale=code_scale, residual=True, seed=seed,
     )
     return FFTemplate(
         model=model, optimizer=ctx.optimizer(model.parameters()), negatives=negatives,

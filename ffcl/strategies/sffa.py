@@ -24,6 +24,7 @@ def sffa(
     k: int = 15,
     code_dim: int = 100,
     code_p: float = 0.1,
+    code_scale: float = 1.0,
     collapse_weight: float = 10.0,
     negatives: str = "random",
     n_negatives: int = 1,
@@ -35,7 +36,7 @@ def sffa(
     ``hybrid_negatives`` self-generated negatives per sample (see ffcl.allocation)."""
     model = FFNet(
         ctx.input_shape, ctx.config.hidden, ctx.num_classes, SFFA(collapse_weight),
-        code="random", code_dim=code_dim, code_p=code_p, residual=True, split=True, k=k, seed=seed,
+        code="random", code_dim=code_dim, code_p=code_p, code_scale=code_scale, residual=True, split=True, k=k, seed=seed,
     )
     return FFTemplate(
         model=model, optimizer=ctx.optimizer(model.parameters()), negatives=negatives,
