@@ -195,10 +195,11 @@ def test_required_arguments_are_enforced(stream, monkeypatch):
 
 
 def test_replay_beats_naive_on_split_digits(tmp_path, make_config):
-    # split_digits: 5 experiences of 2 classes, 10 epochs each (the scenario's budget)
-    naive = run_experiment(make_config("split_digits", "naive", ["strategy.hidden=[64]"]), tmp_path / "naive", quiet=True)
+    # split_digits: 5 experiences of 2 classes, 10 epochs each with batch 32
+    budget = ["strategy.hidden=[64]", "scenario.epochs=10", "scenario.batch_size=32"]
+    naive = run_experiment(make_config("split_digits", "naive", budget), tmp_path / "naive", quiet=True)
     replay = run_experiment(
-        make_config("split_digits", "replay", ["strategy.hidden=[64]", "strategy.plugins.replay.mem_size=300"]),
+        make_config("split_digits", "replay", [*budget, "strategy.plugins.replay.mem_size=300"]),
         tmp_path / "replay",
         quiet=True,
     )
