@@ -218,7 +218,6 @@ def _train(
     for i, group in enumerate(groups):
         if i < len(progress["rows"]):
             continue
-        classes = sorted({c for e in stream.classes_per_experience[: n_exp if joint else i + 1] for c in e})
         bar = tqdm(group, desc=f"exp {i + 1}/{n_exp}", leave=False, disable=quiet or len(group) == 1)
         t0 = time.perf_counter()
         for exp in bar:
@@ -237,7 +236,7 @@ def _train(
         _checkpoint(strategy, run_dir / CHECKPOINT)
         seen = sum(row[: i + 1]) / (i + 1) if not joint else sum(row) / n_exp
         say(
-            f"[exp {i + 1}/{n_exp}] classes {stream.classes_per_experience[i] if not joint else classes} "
+            f"[exp {i + 1}/{n_exp}] classes {'all' if joint else stream.classes_per_experience[i]} "
             f"| train {t1 - t0:.1f}s | acc on seen {seen:.3f} | acc per exp "
             + " ".join(f"{a:.2f}" for a in row)
         )
