@@ -10,7 +10,6 @@ import argparse
 import subprocess
 import sys
 import time
-import warnings
 from pathlib import Path
 
 from .config import ConfigError, RunConfig, apply_overrides, list_recipes, load_scenario, load_strategy
@@ -150,8 +149,6 @@ def _data(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    # Avalanche 0.6 warns about its own internals (deprecated calls inside its plugins) on every step.
-    warnings.filterwarnings("ignore", message=r".*removal in version 0\.7", category=DeprecationWarning)
     from .data import DataError
     from .experiment import RunError
 
