@@ -9,7 +9,6 @@ The summary (mean ± std over seeds) is printed and written as ``comparison.md``
 from __future__ import annotations
 
 import csv
-import json
 import shutil
 import statistics
 import subprocess
@@ -17,6 +16,8 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+from .report import load_metrics
 
 __all__ = ["run_grid", "summarize_runs", "format_markdown", "write_comparison", "COLUMNS"]
 
@@ -71,7 +72,7 @@ def summarize_runs(run_dirs: Sequence[Path]) -> list[dict[str, Any]]:
     """One row per strategy: mean and std over its runs (seeds) of every column."""
     groups: dict[str, list[dict[str, Any]]] = {}
     for d in run_dirs:
-        m = json.loads((Path(d) / "metrics.json").read_text())
+        m = load_metrics(d)
         groups.setdefault(m["strategy"], []).append(m)
     rows = []
     for strategy, runs in groups.items():
