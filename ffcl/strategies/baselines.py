@@ -12,6 +12,8 @@ al. 2020). All are Avalanche's implementations; ffcl only wires them to recipes.
 
 from __future__ import annotations
 
+from typing import Any
+
 from avalanche.training import DER, Cumulative, JointTraining
 from avalanche.training.plugins import (
     AGEMPlugin,
@@ -31,9 +33,22 @@ from avalanche.training.templates import SupervisedTemplate
 from torch import nn
 
 from ..config import ConfigError
+from ..data.loaders import ReplayTensorLoader, TensorLoaders, dataset_tensors
 from .registry import BuildContext, register_learner, register_plugin
 
 # --------------------------------------------------------------------------- learners
+
+
+class Naive(TensorLoaders, SupervisedTemplate):
+    """Avalanche's plain template, loading minibatches from device-resident tensors."""
+
+
+class TensorCumulative(TensorLoaders, Cumulative):
+    """Avalanche's Cumulative, loading minibatches from device-resident tensors."""
+
+
+class TensorJoint(TensorLoaders, JointTraining):
+    """Avalanche's JointTraining, loading minibatches from device-resident tensors."""
 
 
 def _bp(ctx: BuildContext, template: type[SupervisedTemplate], **kwargs: object) -> SupervisedTemplate:
@@ -48,19 +63,19 @@ def _bp(ctx: BuildContext, template: type[SupervisedTemplate], **kwargs: object)
 @register_learner("mlp")
 def mlp(ctx: BuildContext) -> SupervisedTemplate:
     """Back-propagation MLP trained by Avalanche's plain template (Naive unless plugins are added)."""
-    return _bp(ctx, SupervisedTemplate)
+    return _bp(ctx, Naive)
 
 
 @register_learner("cumulative")
 def cumulative(ctx: BuildContext) -> SupervisedTemplate:
     """Retrain on the union of all experiences seen so far (stores everything)."""
-    return _bp(ctx, Cumulative)
+    return _bp(ctx, TensorCumulative)
 
 
 @register_learner("joint")
 def joint(ctx: BuildContext) -> SupervisedTemplate:
     """Train once on the whole stream (Avalanche's JointTraining): the offline upper bound."""
-    return _bp(ctx, JointTraining)
+    return _bp(ctx, TensorJoint)
 
 
 @register_learner("der")
@@ -97,13 +112,31 @@ BUFFERS = {
 }
 
 
+class Replay(ReplayPlugin):
+    """Avalanche's ReplayPlugin (its buffers and update rule); for templates with tensor loaders the
+    replay minibatches are sliced from resident tensors (:class:`~ffcl.data.loaders.ReplayTensorLoader`)."""
+
+    def before_training_exp(self, strategy: Any, num_workers: int = 0, shuffle: bool = True, drop_last: bool = False, **kwargs: Any) -> None:
+        if not isinstance(strategy, TensorLoaders):
+            return super().before_training_exp(strategy, num_workers=num_workers, shuffle=shuffle, drop_last=drop_last, **kwargs)
+        if len(self.storage_policy.buffer) == 0:  # first experience: nothing to replay yet
+            return
+        strategy.dataloader = ReplayTensorLoader(
+            dataset_tensors(strategy.adapted_dataset, strategy.device),
+            dataset_tensors(self.storage_policy.buffer, strategy.device),
+            self.batch_size or strategy.train_mb_size,
+            self.batch_size_mem or strategy.train_mb_size,
+            drop_last=drop_last,
+        )
+
+
 @register_plugin("replay")
 def replay(ctx: BuildContext, mem_size: int = 500, policy: str = "class_balanced", batch_size_mem: int | None = None) -> ReplayPlugin:
     """Experience replay from a buffer of ``mem_size`` stored samples; each minibatch is joined by
     ``batch_size_mem`` buffer samples (default: as many as the minibatch)."""
     if policy not in BUFFERS:
         raise ConfigError(f"plugin 'replay': 'policy' must be one of {', '.join(BUFFERS)}; got '{policy}'")
-    return ReplayPlugin(
+    return Replay(
         mem_size=mem_size,
         batch_size=ctx.config.batch_size,
         batch_size_mem=batch_size_mem or ctx.config.batch_size,

@@ -24,6 +24,7 @@ from avalanche.training.templates import SupervisedTemplate
 
 from ..allocation import hybrid_images
 from ..config import ConfigError
+from ..data.loaders import TensorLoaders
 from ..nn.ff import FFNet
 
 __all__ = ["FFTemplate", "ScoreCrossEntropy", "sample_negatives", "NEGATIVES"]
@@ -68,8 +69,8 @@ def sample_negatives(
     return others.gather(1, idx)
 
 
-class FFTemplate(SupervisedTemplate):
-    """Avalanche template for :class:`~ffcl.nn.ff.FFNet` learners.
+class FFTemplate(TensorLoaders, SupervisedTemplate):
+    """Avalanche template for :class:`~ffcl.nn.ff.FFNet` learners (minibatches from device-resident tensors).
 
     :param negatives: how wrong labels are chosen (``random``, ``hardest`` or ``all``).
     :param n_negatives: negatives per sample (K).
