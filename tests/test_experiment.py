@@ -157,6 +157,8 @@ def test_same_seed_same_matrix(tmp_path, make_config):
         ("split_digits", "naive", ["scenario.epochs=3"], 0),
         # plugin state (the replay buffer) must come back from the checkpoint
         ("split_digits", "replay", ["scenario.epochs=3", "strategy.plugins.replay.mem_size=100"], 3),
+        # A-GEM's memory must pickle (Avalanche's holds a DataLoader generator; ffcl's holds tensors)
+        ("split_digits", "agem", ["scenario.epochs=2", "strategy.plugins.agem.patterns_per_experience=50"], 2),
     ],
 )
 def test_resume_after_interruption(tmp_path, monkeypatch, make_config, scenario, strategy, overrides, stop):

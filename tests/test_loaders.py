@@ -34,6 +34,10 @@ def test_dataset_tensors_of_a_plain_avalanche_dataset():
     base = TensorDataset(torch.arange(10.0)[:, None], torch.arange(10) % 3, torch.zeros(10, dtype=torch.long))
     x, y, t = dataset_tensors(AvalancheDataset([base]))
     assert torch.equal(x[:, 0], torch.arange(10.0)) and torch.equal(y, torch.arange(10) % 3)
+    other = TensorDataset(torch.arange(10.0, 15.0)[:, None], torch.arange(5) + 10, torch.zeros(5, dtype=torch.long))
+    both = AvalancheDataset([base, other]).subset([12, 3, 14, 0])
+    x, y, _ = dataset_tensors(both)
+    assert x[:, 0].tolist() == [12.0, 3.0, 14.0, 0.0] and y.tolist() == [12, 0, 14, 0]
 
 
 def test_tensor_loader_visits_every_sample_once_per_epoch():

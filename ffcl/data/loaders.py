@@ -34,11 +34,17 @@ def _direct(ds: Any) -> list[torch.Tensor] | None:
     datasets = getattr(flat, "_datasets", None)
     if not datasets or not all(isinstance(d, TensorDataset) and len(d.tensors) >= 2 for d in datasets):
         return None
-    x = torch.cat([d.tensors[0] for d in datasets])
-    y = torch.cat([d.tensors[1] for d in datasets])
-    if flat._indices is not None:
-        idx = torch.as_tensor(list(flat._indices), dtype=torch.long)
-        x, y = x[idx], y[idx]
+    n = len(flat._indices) if flat._indices is not None else sum(len(d) for d in datasets)
+    idx = torch.as_tensor(list(flat._indices), dtype=torch.long) if flat._indices is not None else torch.arange(n)
+    offsets = torch.tensor([0] + [len(d) for d in datasets]).cumsum(0)
+    which = torch.searchsorted(offsets, idx, right=True) - 1  # the dataset each index falls in
+    first = datasets[0].tensors
+    x = first[0].new_empty((n, *first[0].shape[1:]))
+    y = first[1].new_empty((n, *first[1].shape[1:]))
+    for i, d in enumerate(datasets):  # gather only the indexed rows, never the whole base tensors
+        sel = (which == i).nonzero().squeeze(1)
+        if len(sel):
+            x[sel], y[sel] = d.tensors[0][idx[sel] - offsets[i]], d.tensors[1][idx[sel] - offsets[i]]
     task = getattr(ds, "targets_task_labels", None)
     t = torch.as_tensor(list(task), dtype=torch.long) if task is not None else torch.zeros(len(x), dtype=torch.long)
     if len(x) != len(ds) or len(t) != len(ds):

@@ -30,6 +30,7 @@ from avalanche.training.storage_policy import (
     ReservoirSamplingBuffer,
 )
 from avalanche.training.templates import SupervisedTemplate
+import torch
 from torch import nn
 
 from ..config import ConfigError
@@ -150,10 +151,37 @@ def gem(ctx: BuildContext, patterns_per_experience: int = 256, memory_strength: 
     return GEMPlugin(patterns_per_experience=patterns_per_experience, memory_strength=memory_strength)
 
 
+class AGEM(AGEMPlugin):
+    """Avalanche's A-GEM projection, with its memory held as tensors.
+
+    Avalanche's plugin draws memory samples from an endless DataLoader iterator: a generator,
+    which a checkpoint cannot pickle, and a per-sample fetch every iteration. Here each
+    experience's stored patterns are whole tensors and a reference batch is an index draw from
+    them (``sample_size`` split evenly over the stored experiences, as Avalanche does).
+    """
+
+    def __init__(self, patterns_per_experience: int, sample_size: int) -> None:
+        super().__init__(patterns_per_experience, sample_size)
+        self.buffer_dliter = None
+        self.memory: list[list[torch.Tensor]] = []
+
+    def sample_from_memory(self) -> list[torch.Tensor]:
+        per = max(1, self.sample_size // len(self.memory))
+        picks = [[t[idx] for t in m] for m in self.memory for idx in [torch.randint(len(m[0]), (per,), device=m[0].device)]]
+        return [torch.cat(parts) for parts in zip(*picks)]
+
+    @torch.no_grad()
+    def update_memory(self, dataset: Any, num_workers: int = 0, **kwargs: Any) -> None:
+        x, y, t = dataset_tensors(dataset)
+        keep = torch.randperm(len(x))[: self.patterns_per_experience]
+        self.memory.append([x[keep], y[keep], t[keep]])
+        self.buffers = self.memory  # Avalanche's hooks test len(self.buffers) for "memory exists"
+
+
 @register_plugin("agem")
 def agem(ctx: BuildContext, patterns_per_experience: int = 256, sample_size: int = 256) -> AGEMPlugin:
     """Averaged GEM: one projection against the average gradient of a memory sample."""
-    return AGEMPlugin(patterns_per_experience=patterns_per_experience, sample_size=sample_size)
+    return AGEM(patterns_per_experience=patterns_per_experience, sample_size=sample_size)
 
 
 @register_plugin("gdumb")
