@@ -34,7 +34,8 @@ __all__ = [
     "to_dict",
 ]
 
-SCENARIO_KINDS = ("class_incremental", "joint")
+SCENARIO_KINDS = ("class_incremental", "joint", "drift")
+DRIFTS = ("rotate", "noise")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -49,8 +50,16 @@ class ScenarioConfig:
 
     ``kind="class_incremental"`` splits the classes into ``n_experiences`` groups (Avalanche's
     ``class_incremental_benchmark``); ``kind="joint"`` is one experience holding every class, the
-    upper bound. ``online=true`` cuts each experience into mini-experiences of
-    ``online_batch_size`` samples that are seen once (Avalanche's ``split_online_stream``).
+    upper bound; ``kind="drift"`` keeps every class in every experience and shifts the inputs
+    instead: the training set is cut into ``n_experiences`` parts, part i rotated by
+    ``drift_strength * i / (n - 1)`` degrees (``drift="rotate"``) or given Gaussian noise of that
+    standard deviation (``drift="noise"``), and test experience i is the test set under the same
+    shift. ``online=true`` shows every training sample once, in minibatches of
+    ``online_batch_size`` (one update each, no epochs); ``online_experience_size`` further cuts
+    each experience into Avalanche online mini-experiences of that many samples
+    (``split_online_stream``), for plugins that should act within an experience.
+    ``anytime_every`` evaluates, every that many training samples, the accuracy on the test data
+    of the experiences seen so far (at most ``anytime_test_size`` test samples of each).
     ``epochs`` and ``batch_size``, when set, replace the strategy's: the training budget belongs to
     the data set (as in Mammoth's dataset classes), so a small data set can ask for more epochs.
     """
@@ -62,6 +71,11 @@ class ScenarioConfig:
     shuffle_classes: bool = False
     online: bool = False
     online_batch_size: int = 10
+    online_experience_size: int | None = None
+    drift: str = "rotate"
+    drift_strength: float = 90.0
+    anytime_every: int | None = None
+    anytime_test_size: int = 500
     epochs: int | None = None
     batch_size: int | None = None
     data_root: str | None = None
@@ -71,7 +85,11 @@ class ScenarioConfig:
         _choice(where, "kind", self.kind, SCENARIO_KINDS)
         _positive(where, "n_experiences", self.n_experiences)
         _positive(where, "online_batch_size", self.online_batch_size)
-        for key in ("epochs", "batch_size"):
+        _choice(where, "drift", self.drift, DRIFTS)
+        _positive(where, "anytime_test_size", self.anytime_test_size)
+        if not math.isfinite(self.drift_strength) or self.drift_strength < 0:
+            raise ConfigError(f"{where}: 'drift_strength' must be a finite number >= 0, got {self.drift_strength}")
+        for key in ("epochs", "batch_size", "online_experience_size", "anytime_every"):
             if getattr(self, key) is not None:
                 _positive(where, key, getattr(self, key))
         if self.kind == "joint" and self.n_experiences != 1:

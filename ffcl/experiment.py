@@ -43,7 +43,9 @@ from tqdm.auto import tqdm
 from .allocation import NeuronAllocation
 from .config import RunConfig, ScenarioConfig, StrategyConfig, from_dict, to_dict
 from .data import Stream, load_dataset, make_stream
-from .metrics import peak_memory_mb, summarize
+from .data.loaders import dataset_tensors
+from .data.streams import make_drift_stream
+from .metrics import AnytimeAccuracy, peak_memory_mb, summarize
 from .progress import ProgressPlugin
 from .strategies import build_strategy
 
@@ -112,12 +114,33 @@ def _prepare_dir(cfg: RunConfig | None, run_dir: Path, resume: bool) -> RunConfi
 
 def _train_groups(stream: Stream) -> Iterator[list[Any]]:
     """The training experiences grouped by original experience (one item each unless online)."""
-    if not stream.online:
+    if not stream.mini_experiences:
         for exp in stream.train_stream:
             yield [exp]
         return
     for _, group in groupby(stream.train_stream, key=lambda e: e.origin_experience.current_experience):
         yield list(group)
+
+
+def build_stream(sc: ScenarioConfig, data: Any, seed: int) -> Stream:
+    """The stream a scenario config describes, over ``data``."""
+    online = dict(online=sc.online, online_experience_size=sc.online_experience_size)
+    if sc.kind == "drift":
+        return make_drift_stream(data, sc.n_experiences, drift=sc.drift, strength=sc.drift_strength, seed=seed, **online)
+    return make_stream(
+        data, sc.n_experiences, class_order=sc.class_order, shuffle_classes=sc.shuffle_classes, seed=seed, **online
+    )
+
+
+def anytime_tests(stream: Stream, size: int, seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Per test experience, a fixed random subset of at most ``size`` test samples (x, y)."""
+    g = torch.Generator().manual_seed(seed)
+    tests = []
+    for exp in stream.test_stream:
+        x, y, _ = dataset_tensors(exp.dataset)
+        keep = torch.randperm(len(y), generator=g)[:size]
+        tests.append((x[keep], y[keep]))
+    return tests
 
 
 def _accuracy_row(results: dict[str, float], n_exp: int) -> list[float]:
@@ -164,22 +187,17 @@ def _setup(cfg: RunConfig, run_dir: Path, log_file: Any, resume: bool, quiet: bo
     RNGManager.set_random_seeds(cfg.seed)
     sc = cfg.scenario
     data = load_dataset(sc.dataset, sc.data_root)
-    stream = make_stream(
-        data,
-        sc.n_experiences,
-        class_order=sc.class_order,
-        shuffle_classes=sc.shuffle_classes,
-        seed=cfg.seed,
-        online_batch_size=sc.online_batch_size if sc.online else None,
-    )
+    stream = build_stream(sc, data, cfg.seed)
     budget = {k: v for k, v in (("epochs", sc.epochs), ("batch_size", sc.batch_size)) if v is not None}
     if sc.online:  # single pass, one update per arriving mini-batch
         budget = {"epochs": 1, "batch_size": sc.online_batch_size}
     strategy_cfg = StrategyConfig(**{**to_dict(cfg.strategy), **budget})
+    anytime = [AnytimeAccuracy(anytime_tests(stream, sc.anytime_test_size, cfg.seed), sc.anytime_every)] if sc.anytime_every else []
     evaluator = EvaluationPlugin(
         accuracy_metrics(experience=True, stream=True),
         loss_metrics(stream=True),
         timing_metrics(experience=True),
+        *anytime,
         loggers=[TextLogger(log_file)],
     )
     strategy = build_strategy(
@@ -188,7 +206,7 @@ def _setup(cfg: RunConfig, run_dir: Path, log_file: Any, resume: bool, quiet: bo
         num_classes=stream.num_classes,
         device=device,
         evaluator=evaluator,
-        extra_plugins=[] if quiet or sc.online else [ProgressPlugin()],
+        extra_plugins=[] if quiet or stream.mini_experiences else [ProgressPlugin()],
     )
     if isinstance(strategy, JointTraining) and sc.online:
         raise RunError("the joint learner trains once on the whole stream; it cannot run on an online scenario")
@@ -198,6 +216,9 @@ def _setup(cfg: RunConfig, run_dir: Path, log_file: Any, resume: bool, quiet: bo
             strategy, _ = maybe_load_checkpoint(strategy, run_dir / CHECKPOINT, map_location=device)
         progress = getattr(strategy, "ffcl_progress", progress)
         strategy.evaluator.loggers = [TextLogger(log_file)]
+        for metric in strategy.evaluator.metrics:
+            if isinstance(metric, AnytimeAccuracy):  # its test data is not checkpointed
+                metric.tests = anytime[0].tests
     return data, stream, strategy, progress
 
 
@@ -231,6 +252,9 @@ def _train(
         for plugin in strategy.plugins:
             if isinstance(plugin, NeuronAllocation):  # neurons per class and free capacity, per block
                 progress["allocation"] = plugin.state()
+        for metric in strategy.evaluator.metrics:
+            if isinstance(metric, AnytimeAccuracy):
+                progress["anytime"] = list(metric.curve)
         _append_csv(run_dir / "metrics.csv", i, row, t1 - t0)
         strategy.ffcl_progress = progress
         _checkpoint(strategy, run_dir / CHECKPOINT)
@@ -256,6 +280,7 @@ def _train(
         "wall_time_s": time.perf_counter() - start,
         "peak_memory_mb": progress["peak_memory_mb"],
         **({"allocation": progress["allocation"]} if "allocation" in progress else {}),
+        **({"anytime": progress["anytime"]} if "anytime" in progress else {}),
         "machine": {
             "platform": platform.platform(),
             "python": platform.python_version(),

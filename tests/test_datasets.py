@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 import pickle
 import sys
 import time
@@ -12,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from ffcl.data import datasets
 from ffcl.data.datasets import DATASETS, DataError, TensorData, default_data_root, load_dataset, synthetic
@@ -304,13 +306,161 @@ def test_malformed_npz_is_an_error(tmp_path, arrays, message):
         load_dataset(f"npz:{tmp_path / 'bad.npz'}")
 
 
+# ---------------------------------------------------------------- user image folders
+
+
+def write_png(path: Path, array: np.ndarray, mode: str | None = None) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    (Image.fromarray(array) if mode is None else Image.fromarray(array).convert(mode)).save(path)
+
+
+def write_class_folders(folder: Path, counts: dict[str, int],
+                        shape: tuple[int, ...] = (6, 5, 3)) -> dict[Path, np.ndarray]:
+    """PNGs folder/<class>/<i>.png (RGB for 3-D shapes, L for 2-D); returns the pixels written, by file."""
+    written = {}
+    for name, n in counts.items():
+        for i in range(n):
+            written[folder / name / f"{i}.png"] = px = images(1, *shape)[0]
+            write_png(folder / name / f"{i}.png", px)
+    return written
+
+
+def test_folder_flat_layout_gets_stratified_split(tmp_path):
+    written = write_class_folders(tmp_path / "pets", {"dog": 5, "cat": 10, "bird": 5})
+    data = load_dataset(f"folder:{tmp_path / 'pets'}", tmp_path / "root")
+    assert_valid(data, 16, 4, (3, 6, 5), 3)
+    assert data.name == "pets" and data.class_names == ("bird", "cat", "dog")  # ImageFolder's sorted order
+    assert sorted(data.y_test.tolist()) == [0, 1, 1, 2]
+    assert sorted(data.y_train.tolist()) == [0] * 4 + [1] * 8 + [2] * 4
+    # the same split as npz: data with the images in ImageFolder's order (sorted classes, then files)
+    order = sorted(written, key=lambda f: (f.parent.name, f.name))
+    np.savez(tmp_path / "same.npz", x=np.stack([written[f] for f in order]),
+             y=np.array([data.class_names.index(f.parent.name) for f in order]), class_names=np.array(data.class_names))
+    assert_same(data, load_dataset(f"npz:{tmp_path / 'same.npz'}"))
+
+
+def test_folder_train_test_layout(tmp_path):
+    write_class_folders(tmp_path / "d" / "train", {"a": 3, "b": 2}, (4, 4))
+    test_pixels = write_class_folders(tmp_path / "d" / "test", {"a": 1, "b": 1}, (4, 4))
+    (tmp_path / "d" / "val").mkdir()  # other sub-folders are ignored
+    data = load_dataset(f"folder:{tmp_path / 'd'}", tmp_path / "root")
+    assert_valid(data, 5, 2, (1, 4, 4), 2)
+    assert data.class_names == ("a", "b")
+    assert data.y_train.tolist() == [0, 0, 0, 1, 1] and data.y_test.tolist() == [0, 1]
+    assert torch.equal(data.x_test[1, 0], torch.from_numpy(test_pixels[tmp_path / "d" / "test" / "b" / "0.png"]) / 255)
+
+
+def test_folder_channels(tmp_path):
+    gray = images(1, 3, 3)[0]
+    files = {"train/x/0": "L", "train/x/1": "1", "train/y/0": "I;16", "test/x/0": "LA", "test/y/0": "L"}
+    for file, mode in files.items():
+        pixels = {"1": gray > 128, "I;16": gray.astype(np.uint16) * 257}.get(mode, gray)
+        write_png(tmp_path / "g" / f"{file}.png", pixels, "LA" if mode == "LA" else None)
+        assert Image.open(tmp_path / "g" / f"{file}.png").mode == mode
+    data = load_dataset(f"folder:{tmp_path / 'g'}", tmp_path / "root")
+    assert data.input_shape == (1, 3, 3)
+    x, expected = torch.cat([data.x_train, data.x_test])[:, 0], torch.from_numpy(gray) / 255
+    assert torch.equal(x[1], (expected > 128 / 255).float())  # bilevel: 0 or 1
+    assert all(torch.equal(x[i], expected) for i in (0, 2, 3, 4))  # 16-bit values are scaled to 8 bits, not clipped
+
+    write_png(tmp_path / "g" / "test" / "y" / "1.png", np.stack([gray, gray, 255 - gray], axis=2))  # one colour image
+    data = load_dataset(f"folder:{tmp_path / 'g'}", tmp_path / "root")
+    assert data.input_shape == (3, 3, 3)
+    x = torch.cat([data.x_train, data.x_test])
+    assert torch.equal(x[5], torch.stack([expected, expected, torch.from_numpy(255 - gray) / 255]))
+    assert all(torch.equal(img, expected.expand(3, 3, 3)) for img in x[[0, 2, 3, 4]])  # gray becomes RGB
+
+
+def test_folder_mixed_sizes_are_resized_to_the_first(tmp_path):
+    first = images(1, 4, 6, 3)[0]
+    write_png(tmp_path / "m" / "train" / "a" / "0.png", first)  # the first training image sets the size: 6 x 4
+    write_png(tmp_path / "m" / "train" / "b" / "0.png", images(1, 8, 12, 3)[0])
+    write_png(tmp_path / "m" / "test" / "a" / "0.png", images(1, 5, 5, 3)[0])
+    write_png(tmp_path / "m" / "test" / "b" / "0.png", np.full((8, 12, 3), 77, np.uint8))
+    data = load_dataset(f"folder:{tmp_path / 'm'}", tmp_path / "root")
+    assert_valid(data, 2, 2, (3, 4, 6), 2)
+    assert torch.equal(data.x_train[0], torch.from_numpy(first).permute(2, 0, 1) / 255)  # not resized
+    assert torch.equal(data.x_test[1], torch.full((3, 4, 6), 77 / 255))  # bilinear keeps a flat image flat
+
+
+def test_folder_is_cached_and_rebuilt_when_files_change(tmp_path, monkeypatch):
+    write_class_folders(tmp_path / "c", {"a": 5, "b": 5})
+    root = tmp_path / "root"
+    first = load_dataset(f"folder:{tmp_path / 'c'}", root)
+    caches = list((root / "ffcl-cache").glob("folder-*.npz"))
+    assert len(caches) == 1
+    decoded = []
+    monkeypatch.setattr(datasets, "_decode_folder", lambda *a: decoded.append(a) or pytest.fail("not cached"))
+    assert_same(first, load_dataset(f"folder:{tmp_path / 'c'}", root))
+    monkeypatch.undo()
+
+    changed = tmp_path / "c" / "a" / "0.png"
+    write_png(changed, np.zeros((6, 5, 3), np.uint8))
+    os.utime(changed, ns=(changed.stat().st_atime_ns, changed.stat().st_mtime_ns + 10**9))
+    second = load_dataset(f"folder:{tmp_path / 'c'}", root)
+    assert second.x_train.sum() + second.x_test.sum() < first.x_train.sum() + first.x_test.sum()
+    assert (torch.cat([second.x_train, second.x_test]).sum(dim=(1, 2, 3)) == 0).sum() == 1
+    new_caches = list((root / "ffcl-cache").glob("folder-*.npz"))
+    assert len(new_caches) == 1 and new_caches != caches  # the stale cache is replaced
+    # another folder gets its own cache
+    write_class_folders(tmp_path / "other", {"a": 5, "b": 5})
+    load_dataset(f"folder:{tmp_path / 'other'}", root)
+    assert len(list((root / "ffcl-cache").glob("folder-*.npz"))) == 2
+
+
+def test_folder_unwritable_cache_warns_and_still_loads(tmp_path):
+    write_class_folders(tmp_path / "c", {"a": 5, "b": 5})
+    (tmp_path / "ffcl-cache").write_text("a file where the cache folder should be")
+    with pytest.warns(UserWarning, match="not caching"):
+        data = load_dataset(f"folder:{tmp_path / 'c'}", tmp_path)
+    assert_valid(data, 8, 2, (3, 6, 5), 2)
+
+
+def test_folder_errors(tmp_path):
+    def error(folder: Path, match: str) -> None:
+        with pytest.raises(DataError, match=match) as info:
+            load_dataset(f"folder:{folder}", tmp_path / "root")
+        assert "\n" not in str(info.value)
+
+    error(tmp_path / "absent", "not found: give an existing folder")
+    (tmp_path / "file.png").write_bytes(b"")
+    error(tmp_path / "file.png", "is not a folder")
+    (tmp_path / "empty" / ".hidden").mkdir(parents=True)
+    error(tmp_path / "empty", "has no class sub-folders: put the images in one sub-folder per class")
+    write_class_folders(tmp_path / "noimg", {"a": 2})
+    (tmp_path / "noimg" / "b").mkdir()
+    (tmp_path / "noimg" / "b" / "notes.txt").write_text("not an image")
+    error(tmp_path / "noimg", r"no images \(.*\.png.*\) in the class folder\(s\) b: add images")
+    write_class_folders(tmp_path / "broken", {"a": 2, "b": 2})
+    (tmp_path / "broken" / "b" / "bad.png").write_bytes(b"not a png")
+    error(tmp_path / "broken", f"cannot read image {tmp_path / 'broken' / 'b' / 'bad.png'} .*: fix or remove it")
+    write_class_folders(tmp_path / "one", {"a": 1, "b": 3})
+    error(tmp_path / "one", "cannot split a stratified 20% test set off .*: add images .* or use the layout")
+    write_class_folders(tmp_path / "half" / "train", {"a": 2})
+    error(tmp_path / "half", "has train/ but no test/: add .*test/<class>/ folders")
+    write_class_folders(tmp_path / "differ" / "train", {"a": 1, "b": 1})
+    write_class_folders(tmp_path / "differ" / "test", {"a": 1, "c": 1})
+    error(tmp_path / "differ", r"different class folders \(only in train: \['b'\], only in test: \['c'\]\)")
+    with pytest.raises(DataError, match="takes no options"):
+        load_dataset(f"folder:{tmp_path / 'one'}", n_classes=2)
+
+
+def test_folder_skips_hidden_files_and_folders(tmp_path):
+    write_class_folders(tmp_path / "h", {"a": 5, "b": 5})
+    (tmp_path / "h" / "a" / "._0.png").write_bytes(b"macOS resource fork, not a png")
+    write_class_folders(tmp_path / "h", {".ipynb_checkpoints": 1})
+    data = load_dataset(f"folder:{tmp_path / 'h'}", tmp_path / "root")
+    assert_valid(data, 8, 2, (3, 6, 5), 2)
+    assert data.class_names == ("a", "b")
+
+
 # ---------------------------------------------------------------- errors
 
 
 def test_unknown_name_lists_known_names():
     with pytest.raises(DataError, match="unknown data set 'imagenet'") as info:
         load_dataset("imagenet")
-    assert all(name in str(info.value) for name in DATASETS)
+    assert all(name in str(info.value) for name in (*DATASETS, "npz:/path/to/file.npz", "folder:/path/to/images"))
 
 
 def test_options_only_for_synthetic(tmp_path):

@@ -192,7 +192,7 @@ def test_resume_after_interruption(tmp_path, monkeypatch, make_config, scenario,
 
 
 def test_resume_an_online_run_interrupted_mid_experience(tmp_path, monkeypatch, make_config):
-    cfg = make_config("online_split_digits", "naive")
+    cfg = make_config("online_split_digits", "naive", ["scenario.online_experience_size=10"])
     full = run_experiment(cfg, tmp_path / "full", quiet=True)
     run_dir = tmp_path / "interrupted"
     with monkeypatch.context() as m:
@@ -244,9 +244,56 @@ def test_online_scenario(run_dir, make_config):
     assert all(0.0 <= x <= 1.0 for row in a for x in row)
     assert metrics["average_forgetting"] == pytest.approx(summarize(a)["average_forgetting"])
     log = (run_dir / "log.txt").read_text()
-    # one mini-experience of 10 samples per training call: ceil(n / 10) per class pair, 136 in all
+    assert log.count("-- Starting training on experience") == 5
+    assert log.count("Epoch 0 ended.") == 5 and "Epoch 1 ended." not in log  # a single pass each
+
+
+def test_online_mini_experiences(run_dir, make_config):
+    metrics = run_experiment(make_config("online_split_digits", "naive", ["scenario.online_experience_size=10"]), run_dir, quiet=True)
+    assert len(metrics["accuracy_matrix"]) == 5
+    log = (run_dir / "log.txt").read_text()
+    # one Avalanche mini-experience of 10 samples per training call: ceil(n / 10) per class pair, 136 in all
     assert log.count("-- Starting training on experience") == 136
-    assert "Epoch 1 ended." not in log  # a single pass
+
+
+def test_anytime_accuracy_curve(run_dir, make_config):
+    cfg = make_config("online_split_digits", "naive", ["scenario.anytime_every=50", "scenario.anytime_test_size=40"])
+    metrics = run_experiment(cfg, run_dir, quiet=True)
+    curve = metrics["anytime"]
+    samples = [p["samples"] for p in curve]
+    assert samples == sorted(set(samples)) and samples[-1] == 1347  # every training sample counted once
+    ends = {max(p["samples"] for p in curve if p["experience"] == e) for e in range(5)}
+    for p in curve:  # within one minibatch (10) after each multiple of 50, or at the end of an experience
+        assert p["samples"] in ends or p["samples"] % 50 < 10
+    assert 1347 // 50 <= len(curve) <= 1347 // 50 + 5  # one per multiple of 50, plus the experience ends
+    assert [p["experience"] for p in curve] == sorted(p["experience"] for p in curve)
+    assert {p["experience"] for p in curve} == set(range(5))
+    # the last point is the accuracy on all test experiences' subsets, a real number in [0, 1]
+    assert 0.0 <= curve[-1]["accuracy"] <= 1.0
+    end_of_first = [p for p in curve if p["experience"] == 0][-1]
+    assert end_of_first["accuracy"] > 0.8  # two classes, learnt: well above chance
+    assert "Anytime_Acc/train_phase/seen_so_far" in (run_dir / "log.txt").read_text()
+
+
+def test_anytime_curve_survives_resume(tmp_path, monkeypatch, make_config):
+    cfg = make_config("online_split_digits", "naive", ["scenario.anytime_every=100"])
+    full = run_experiment(cfg, tmp_path / "full", quiet=True)
+    run_dir = tmp_path / "interrupted"
+    with monkeypatch.context() as m:
+        interrupt_at(m, 2)
+        with pytest.raises(KeyboardInterrupt):
+            run_experiment(cfg, run_dir, quiet=True)
+    resumed = run_experiment(None, run_dir, resume=True, quiet=True)
+    assert resumed["anytime"] == full["anytime"]
+
+
+def test_drift_scenario(run_dir, make_config):
+    metrics = run_experiment(make_config("online_drift_digits", "naive", ["strategy.hidden=[64]", "strategy.lr=0.01"]), run_dir, quiet=True)
+    assert metrics["classes_per_experience"] == [list(range(10))] * 5
+    a = metrics["accuracy_matrix"]
+    assert a[0][0] > 0.5  # ten classes at 0 degrees, learnt online
+    assert a[0][4] < a[0][0] - 0.2  # the same classes rotated 90 degrees: a different domain
+    assert a[4][4] > a[0][4] + 0.2  # ... learnt when they arrive
 
 
 def test_joint_learner_cannot_run_online(run_dir, make_config):

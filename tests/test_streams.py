@@ -120,7 +120,7 @@ def test_joint_stream(digits):
 
 
 def test_online_stream(blobs):
-    s = make_stream(blobs, 3, online_batch_size=10, seed=0)
+    s = make_stream(blobs, 3, online=True, online_experience_size=10, seed=0)
     assert s.online and s.n_experiences == 3
     assert len(list(s.test_stream)) == 3  # the test stream stays per experience
     offline = list(make_stream(blobs, 3).train_stream)
@@ -138,7 +138,7 @@ def test_online_stream(blobs):
 
 
 def test_online_digits_sizes(digits):
-    s = make_stream(digits, 5, online_batch_size=32)
+    s = make_stream(digits, 5, online=True, online_experience_size=32)
     minis = list(s.train_stream)
     assert sum(len(m.dataset) for m in minis) == len(digits.y_train)
     assert max(len(m.dataset) for m in minis) == 32
@@ -150,7 +150,7 @@ def test_online_digits_sizes(digits):
 def test_online_order_is_shuffled_by_the_seed(blobs):
     def order(seed):
         return [tuple(m.dataset[i][0].flatten().tolist()) for m in make_stream(
-            blobs, 3, online_batch_size=10, seed=seed).train_stream for i in range(len(m.dataset))]
+            blobs, 3, online=True, online_experience_size=10, seed=seed).train_stream for i in range(len(m.dataset))]
 
     offline = [tuple(e.dataset[i][0].flatten().tolist()) for e in make_stream(blobs, 3).train_stream
                for i in range(len(e.dataset))]
@@ -183,7 +183,7 @@ def test_synthetic_too_many_experiences(blobs):
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{}, {"shuffle_classes": True, "seed": 4}, {"online_batch_size": 10}, {"class_order": list(range(9, -1, -1))}]
+    "kwargs", [{}, {"shuffle_classes": True, "seed": 4}, {"online": True, "online_experience_size": 10}, {"class_order": list(range(9, -1, -1))}]
 )
 def test_global_rng_untouched(digits, kwargs):
     torch.manual_seed(1234)
@@ -192,3 +192,33 @@ def test_global_rng_untouched(digits, kwargs):
     assert torch.equal(torch.random.get_rng_state(), before)
     list(s.train_stream)
     assert torch.equal(torch.random.get_rng_state(), before)
+
+
+# --------------------------------------------------------------------------- drift
+
+
+def test_drift_stream_rotates_more_each_experience(digits):
+    from ffcl.data.streams import make_drift_stream
+
+    s = make_drift_stream(digits, 3, drift="rotate", strength=90.0, seed=0)
+    assert s.n_experiences == 3 and s.classes_per_experience == [list(range(10))] * 3
+    train = list(s.train_stream)
+    assert sum(len(e.dataset) for e in train) == len(digits.y_train)  # each sample arrives once
+    firsts = [e.dataset[0][0] for e in s.test_stream]  # the same test image under each shift
+    assert torch.equal(firsts[0], digits.x_test[0])
+    assert torch.allclose(firsts[2], torch.rot90(digits.x_test[0], 1, dims=(1, 2)), atol=1e-5)  # 90 degrees
+    assert not torch.allclose(firsts[1], firsts[0]) and not torch.allclose(firsts[1], firsts[2])
+    assert all(set(labels(e)) == set(range(10)) for e in train)
+
+
+def test_noise_drift_and_bad_settings(digits):
+    from ffcl.data import DataError
+    from ffcl.data.streams import make_drift_stream, shift
+
+    s = make_drift_stream(digits, 2, drift="noise", strength=0.3)
+    x0, x1 = (e.dataset[0][0] for e in s.test_stream)
+    assert torch.equal(x0, digits.x_test[0]) and 0.1 < (x1 - x0).std() < 0.35 and 0 <= x1.min() and x1.max() <= 1
+    with pytest.raises(DataError, match="n_experiences >= 2"):
+        make_drift_stream(digits, 1)
+    with pytest.raises(DataError, match="rotate"):
+        shift(digits.x_test[:2], "blur", 1.0)

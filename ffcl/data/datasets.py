@@ -6,6 +6,7 @@ standard on-disk format (torchvision's layouts) from a data root (``$FFCL_DATA_R
 ``~/.cache/ffcl``), then a few system-wide places, and caches the decoded images as
 ``<root>/ffcl-cache/<name>.npz`` so that later loads take a fraction of a second. A missing or
 malformed data set raises :class:`DataError` with a one-line message saying how to get it.
+User data comes from ``"npz:/path/file.npz"`` or an image folder ``"folder:/path/to/images"``.
 See docs/data.md for the lookup order of each data set.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import hashlib
 import importlib.util
 import inspect
 import os
@@ -23,11 +25,16 @@ import zipfile
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import torch
 
+if TYPE_CHECKING:
+    from PIL.Image import Image
+    from torchvision.datasets import ImageFolder
+
+# The named data sets; user data ("npz:/path/file.npz", "folder:/path/to/images") comes on top.
 DATASETS: tuple[str, ...] = ("digits", "mnist", "fmnist", "cifar10", "cifar100", "svhn", "synthetic")
 
 _ALIASES = {"fashion_mnist": "fmnist", "fashion-mnist": "fmnist"}
@@ -85,17 +92,23 @@ def default_data_root() -> Path:
 
 
 def load_dataset(name: str, data_root: str | Path | None = None, **kwargs: Any) -> TensorData:
-    """Load a data set by name (one of :data:`DATASETS`, an alias, or ``"npz:/path/file.npz"``).
+    """Load a data set by name: one of :data:`DATASETS`, an alias, ``"npz:/path/file.npz"`` or
+    ``"folder:/path/to/images"`` (one sub-folder of images per class).
 
     ``data_root`` defaults to :func:`default_data_root`. Keyword arguments are passed to
     :func:`synthetic` and are an error for every other data set.
     """
+    root = default_data_root() if data_root is None else Path(data_root).expanduser()
     if name.startswith("npz:"):
         _reject_options(name, kwargs)
         return _load_npz(Path(name[4:]).expanduser())
+    if name.startswith("folder:"):
+        _reject_options(name, kwargs)
+        return _load_folder(Path(name[7:]).expanduser(), root)
     key = _ALIASES.get(name.lower(), name.lower())
     if key not in DATASETS:
-        raise DataError(f"unknown data set {name!r}: use one of {', '.join(DATASETS)} or 'npz:/path/to/file.npz'")
+        raise DataError(f"unknown data set {name!r}: use one of {', '.join(DATASETS)}, "
+                        "'npz:/path/to/file.npz' or 'folder:/path/to/images'")
     if key == "synthetic":
         unknown = sorted(set(kwargs) - set(inspect.signature(synthetic).parameters))
         if unknown:
@@ -105,7 +118,6 @@ def load_dataset(name: str, data_root: str | Path | None = None, **kwargs: Any) 
     _reject_options(key, kwargs)
     if key == "digits":
         return _digits()
-    root = default_data_root() if data_root is None else Path(data_root).expanduser()
     decode, missing = _LOADERS[key]
     cache = root / _CACHE_DIR / f"{key}.npz"
     arrays = _read_cache(cache)
@@ -394,10 +406,18 @@ _LOADERS: dict[str, tuple[Callable[[Path], _Arrays | None], str]] = {
 
 # ---------------------------------------------------------------- user data
 
-def _load_npz(path: Path) -> TensorData:
-    """User data from an .npz file: x, y, optional x_test / y_test and class_names (see docs/data.md)."""
+def _split_test(x: np.ndarray, y: np.ndarray, source: Path, fix: str) -> tuple[np.ndarray, ...]:
+    """``x_train, x_test, y_train, y_test``: a fixed stratified 20% test split (``random_state=0``)."""
     from sklearn.model_selection import train_test_split
 
+    try:
+        return tuple(train_test_split(x, y, test_size=0.2, random_state=0, stratify=y))
+    except ValueError as exc:
+        raise DataError(f"cannot split a stratified 20% test set off {source} ({exc}): {fix}") from None
+
+
+def _load_npz(path: Path) -> TensorData:
+    """User data from an .npz file: x, y, optional x_test / y_test and class_names (see docs/data.md)."""
     if not path.is_file():
         raise DataError(f"{path} not found: give an existing file as 'npz:/path/to/file.npz'")
     try:
@@ -413,11 +433,7 @@ def _load_npz(path: Path) -> TensorData:
     if "x_test" in arrays:
         x_test, y_test = _npz_images(arrays["x_test"], path, "x_test"), _npz_labels(arrays["y_test"], path, "y_test")
     else:
-        try:
-            x, x_test, y, y_test = train_test_split(x, y, test_size=0.2, random_state=0, stratify=y)
-        except ValueError as exc:
-            raise DataError(f"cannot split a stratified 20% test set off {path} ({exc}): "
-                            "add x_test and y_test arrays") from None
+        x, x_test, y, y_test = _split_test(x, y, path, "add x_test and y_test arrays")
     if len(x) != len(y) or len(x_test) != len(y_test) or x.shape[1:] != x_test.shape[1:]:
         raise DataError(f"{path}: images {x.shape} / {x_test.shape} do not fit labels {y.shape} / {y_test.shape}")
     n_classes = int(max(y.max(initial=0), y_test.max(initial=0))) + 1
@@ -448,3 +464,130 @@ def _npz_labels(y: np.ndarray, path: Path, key: str) -> np.ndarray:
     if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer) or (y.size and y.min() < 0):
         raise DataError(f"{path}: {key} must be a 1-D array of non-negative integer labels, got {y.dtype} {y.shape}")
     return y.astype(np.int64)
+
+
+# ---------------------------------------------------------------- user image folders
+
+_FOLDER_HINT = "put the images in one sub-folder per class, e.g. {path}/cat/1.png"
+_GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "F", "I;16", "I;16L", "I;16B", "I;16N"})
+
+
+def _load_folder(path: Path, root: Path) -> TensorData:
+    """User images in class sub-folders, ``path/<class>/*`` or ``path/{train,test}/<class>/*`` (see docs/data.md).
+
+    Classes and files are found and read by torchvision's ``ImageFolder``; the decoded images are
+    cached in ``root/ffcl-cache/`` under a hash of the folder's path and its files' names, sizes and mtimes.
+    """
+    if not path.is_dir():
+        what = "is not a folder" if path.exists() else "not found"
+        raise DataError(f"{path} {what}: give an existing folder of class sub-folders as 'folder:/path/to/images'")
+    path = path.resolve()
+    train, test = path / "train", path / "test"
+    if train.is_dir() or test.is_dir():
+        if not (train.is_dir() and test.is_dir()):
+            have, lack = (train, test) if train.is_dir() else (test, train)
+            raise DataError(f"{path} has {have.name}/ but no {lack.name}/: add {lack}/<class>/ folders, or "
+                            f"rename the class folder {have.name!r} to use the layout {path}/<class>/")
+        parts = [_image_folder(train), _image_folder(test)]
+        if parts[0].classes != parts[1].classes:
+            only_train, only_test = (sorted(set(a.classes) - set(b.classes)) for a, b in (parts, parts[::-1]))
+            raise DataError(f"{train} and {test} have different class folders (only in train: {only_train}, "
+                            f"only in test: {only_test}): give both the same class sub-folders")
+    else:
+        parts = [_image_folder(path)]
+    digest = hashlib.sha256(str(path).encode()).hexdigest()[:12]
+    cache = root / _CACHE_DIR / f"folder-{digest}-{_folder_files_hash(path, parts)}.npz"
+    arrays = _read_cache(cache)
+    if arrays is None:
+        arrays = _decode_folder(path, parts)
+        _write_cache(cache, arrays)
+        if cache.parent not in _UNWRITABLE:  # drop the caches of earlier versions of this folder
+            for old in cache.parent.glob(f"folder-{digest}-*.npz"):
+                if old != cache:
+                    with contextlib.suppress(OSError):
+                        old.unlink()
+    return _tensor_data(path.name, *arrays)
+
+
+def _image_folder(folder: Path) -> ImageFolder:
+    """torchvision's ``ImageFolder`` on ``folder``; hidden files and folders (``.name``) are skipped."""
+    try:
+        from torchvision.datasets import ImageFolder
+        from torchvision.datasets.folder import IMG_EXTENSIONS, has_file_allowed_extension
+    except ImportError as exc:
+        raise DataError(f"'folder:' data needs torchvision ({exc}): pip install torchvision") from None
+
+    class _Folder(ImageFolder):
+        def find_classes(self, directory: str | Path) -> tuple[list[str], dict[str, int]]:
+            classes = sorted(e.name for e in os.scandir(directory) if e.is_dir() and not e.name.startswith("."))
+            if not classes:
+                raise DataError(f"{directory} has no class sub-folders: " + _FOLDER_HINT.format(path=directory))
+            return classes, {c: i for i, c in enumerate(classes)}
+
+    def is_image(file: str) -> bool:
+        return not os.path.basename(file).startswith(".") and has_file_allowed_extension(file, IMG_EXTENSIONS)
+
+    try:
+        ds = _Folder(str(folder), loader=_open_image, is_valid_file=is_image, allow_empty=True)
+    except OSError as exc:
+        raise DataError(f"cannot list the images in {folder} ({exc}): make the folder readable") from None
+    empty = sorted(set(ds.classes) - {ds.classes[t] for t in ds.targets})
+    if empty:
+        raise DataError(f"{folder}: no images ({', '.join(IMG_EXTENSIONS)}) in the class folder(s) "
+                        f"{', '.join(empty)}: add images or remove those folders")
+    return ds
+
+
+def _open_image(file: str) -> Image:
+    """The decoded image, in its own mode (ImageFolder's default loader would convert it to RGB)."""
+    import PIL.Image
+
+    with open(file, "rb") as f:
+        image = PIL.Image.open(f)
+        image.load()
+    return image
+
+
+def _folder_files_hash(path: Path, parts: list[ImageFolder]) -> str:
+    """A hash of every image file's path relative to ``path``, size and mtime (changes when any file does)."""
+    h = hashlib.sha256(b"ffcl-folder-v1")
+    for ds in parts:
+        for file, _ in ds.samples:
+            st = os.stat(file)
+            h.update(f"{os.path.relpath(file, path)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def _decode_folder(path: Path, parts: list[ImageFolder]) -> _Arrays:
+    """Decode all images: 1 channel if all are grayscale, else RGB; resized to the first training image's size."""
+    import PIL.Image
+
+    size: tuple[int, int] | None = None
+    pixels: list[np.ndarray] = []
+    labels: list[np.ndarray] = []
+    for ds in parts:
+        for i, (file, _) in enumerate(ds.samples):
+            try:
+                image = ds[i][0]
+            except Exception as exc:  # PIL raises UnidentifiedImageError, OSError, ValueError, ... for broken files
+                raise DataError(f"cannot read image {file} ({exc}): fix or remove it") from None
+            size = size or image.size
+            if image.mode.startswith("I;16"):  # 16-bit grayscale: PIL's convert("L") would clip at 255
+                image = PIL.Image.fromarray(np.rint(np.asarray(image, dtype=np.float64) / 257).astype(np.uint8))
+            image = image.convert("L" if image.mode in _GRAY_MODES else "RGB")
+            if image.size != size:
+                image = image.resize(size, PIL.Image.Resampling.BILINEAR)
+            pixels.append(np.asarray(image, dtype=np.uint8))
+        labels.append(np.asarray(ds.targets, dtype=np.int64))
+    if all(p.ndim == 2 for p in pixels):
+        x = np.stack(pixels)[:, None]
+    else:
+        x = np.stack([p if p.ndim == 3 else np.repeat(p[..., None], 3, axis=2) for p in pixels]).transpose(0, 3, 1, 2)
+    names = tuple(parts[0].classes)
+    if len(parts) == 2:
+        n_train = len(labels[0])
+        return x[:n_train], labels[0], x[n_train:], labels[1], names
+    x_train, x_test, y_train, y_test = _split_test(
+        x, labels[0], path, f"add images (at least 2 per class, and 5 per class overall), or use the layout "
+                            f"{path}/train/<class>/ and {path}/test/<class>/")
+    return x_train, y_train, x_test, y_test, names

@@ -3,8 +3,11 @@
 * class-incremental: ``class_incremental_benchmark`` splits the classes into experiences, in a
   fixed order, the natural order, or an order shuffled by the seed (e.g. Split-MNIST 5x2);
 * joint: one experience with every class, the usual upper bound;
-* online: each training experience cut into mini-experiences of a few samples, seen once
-  (``split_online_stream``); the test stream stays per experience.
+* drift (domain shift): every class in every experience, the inputs increasingly rotated or
+  noisy from one experience to the next (e.g. Rotated MNIST);
+* online: the training samples seen once in small minibatches; optionally each experience is cut
+  into Avalanche online mini-experiences (``split_online_stream``). The test stream stays per
+  experience.
 """
 
 from __future__ import annotations
@@ -14,13 +17,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torchvision.transforms.functional as TF
+from avalanche.benchmarks.scenarios.dataset_scenario import benchmark_from_datasets
 from avalanche.benchmarks.scenarios.online import split_online_stream
-from avalanche.benchmarks.scenarios.supervised import class_incremental_benchmark
+from avalanche.benchmarks.scenarios.supervised import class_incremental_benchmark, with_classes_timeline
+from avalanche.benchmarks.utils.classification_dataset import _as_taskaware_supervised_classification_dataset
 from torch.utils.data import TensorDataset
 
 from .datasets import DataError, TensorData
 
-__all__ = ["Stream", "make_stream"]
+__all__ = ["Stream", "make_stream", "make_drift_stream", "shift"]
 
 
 @dataclass
@@ -34,6 +40,7 @@ class Stream:
     num_classes: int
     input_shape: tuple[int, ...]
     online: bool = False
+    mini_experiences: bool = False
 
     @property
     def n_experiences(self) -> int:
@@ -47,14 +54,17 @@ def make_stream(
     class_order: list[int] | None = None,
     shuffle_classes: bool = False,
     seed: int = 0,
-    online_batch_size: int | None = None,
+    online: bool = False,
+    online_experience_size: int | None = None,
 ) -> Stream:
     """Split ``data`` into a class-incremental stream (``n_experiences=1`` gives the joint stream).
 
     Each experience gets ``num_classes // n_experiences`` classes; the last one also takes the rest.
 
     The classes come in ``class_order`` if given, else shuffled by ``seed`` if ``shuffle_classes``,
-    else in their natural order. ``online_batch_size`` makes the training stream online.
+    else in their natural order. ``online`` marks the stream as seen once (the runner trains one
+    pass in small minibatches); ``online_experience_size`` also cuts each training experience into
+    Avalanche online mini-experiences of that many samples.
     """
     n_classes = data.num_classes
     if not 1 <= n_experiences <= n_classes:
@@ -87,11 +97,57 @@ def make_stream(
     torch.random.set_rng_state(rng_state)
     per_exp = [sorted(int(c) for c in exp.classes_in_this_experience) for exp in benchmark.test_stream]
 
+    return _finish(benchmark, per_exp, data, seed, online, online_experience_size)
+
+
+def shift(x: torch.Tensor, kind: str, amount: float, seed: int = 0) -> torch.Tensor:
+    """Images ``x`` [N, C, H, W] rotated by ``amount`` degrees, or with Gaussian noise of standard
+    deviation ``amount`` (clipped to [0, 1], drawn from ``seed``)."""
+    if kind == "rotate":
+        return TF.rotate(x, amount, interpolation=TF.InterpolationMode.BILINEAR) if amount else x
+    if kind == "noise":
+        g = torch.Generator().manual_seed(seed)
+        return (x + amount * torch.randn(x.shape, generator=g)).clamp(0, 1)
+    raise DataError(f"drift must be 'rotate' or 'noise', got '{kind}'")
+
+
+def make_drift_stream(
+    data: TensorData,
+    n_experiences: int = 5,
+    *,
+    drift: str = "rotate",
+    strength: float = 90.0,
+    seed: int = 0,
+    online: bool = False,
+    online_experience_size: int | None = None,
+) -> Stream:
+    """A domain-drift stream: every class in every experience, the inputs shifted more each time.
+
+    The training set is shuffled by ``seed`` and cut into ``n_experiences`` equal parts (each
+    sample arrives once); part i and test experience i (the whole test set) are shifted by
+    ``strength * i / (n_experiences - 1)`` (degrees for ``rotate``, noise std for ``noise``).
+    """
+    if n_experiences < 2:
+        raise DataError(f"a drift stream needs n_experiences >= 2, got {n_experiences}")
+    perm = torch.randperm(len(data.y_train), generator=torch.Generator().manual_seed(seed))
+    train, test = [], []
+    for i, part in enumerate(perm.chunk(n_experiences)):
+        amount = strength * i / (n_experiences - 1)
+        x_tr = shift(data.x_train[part], drift, amount, seed + i)
+        x_te = shift(data.x_test, drift, amount, seed + 1000 + i)
+        train.append(_as_taskaware_supervised_classification_dataset(TensorDataset(x_tr, data.y_train[part])))
+        test.append(_as_taskaware_supervised_classification_dataset(TensorDataset(x_te, data.y_test)))
+    benchmark = with_classes_timeline(benchmark_from_datasets(train=train, test=test))
+    per_exp = [list(range(data.num_classes))] * n_experiences
+    return _finish(benchmark, per_exp, data, seed, online, online_experience_size)
+
+
+def _finish(benchmark: Any, per_exp: list[list[int]], data: TensorData, seed: int, online: bool, online_experience_size: int | None) -> Stream:
     train_stream: Iterable[Any] = benchmark.train_stream
-    if online_batch_size is not None:
+    if online and online_experience_size is not None:
         train_stream = split_online_stream(
             benchmark.train_stream,
-            experience_size=online_batch_size,
+            experience_size=online_experience_size,
             shuffle=True,
             seed=seed,
             access_task_boundaries=True,
@@ -101,7 +157,8 @@ def make_stream(
         train_stream=train_stream,
         test_stream=benchmark.test_stream,
         classes_per_experience=per_exp,
-        num_classes=n_classes,
+        num_classes=data.num_classes,
         input_shape=tuple(data.input_shape),
-        online=online_batch_size is not None,
+        online=online,
+        mini_experiences=online and online_experience_size is not None,
     )
