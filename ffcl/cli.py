@@ -1,4 +1,4 @@
-"""The ``ffcl`` command line: ``ffcl run``, ``ffcl compare``, ``ffcl report``, ``ffcl data``, ``ffcl recipes``.
+"""The ``ffcl`` command line: ``ffcl run``, ``ffcl adapt``, ``ffcl compare``, ``ffcl report``, ``ffcl data``, ``ffcl recipes``.
 
 Every user error (bad recipe, unknown name, missing data, existing run directory) is one line on
 stderr and exit status 2, never a traceback.
@@ -34,6 +34,18 @@ def _parser() -> argparse.ArgumentParser:
                    help="override a recipe value, e.g. strategy.epochs=3 or scenario.n_experiences=2 (repeatable)")
     r.add_argument("--data-root", help="folder with data sets (default: $FFCL_DATA_ROOT or ~/.cache/ffcl)")
     r.add_argument("--quiet", action="store_true", help="print only the final summary")
+
+    a = sub.add_parser("adapt", help="continue a finished run's learner on newly arrived data")
+    a.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a finished run (or, with --resume, an interrupted adaptation)")
+    a.add_argument("--data", help="the new data: npz:/path/new.npz, folder:/path/to/images or a data set name")
+    a.add_argument("--out", type=Path, help="adaptation directory (default: RUN_DIR-adapt-<time>)")
+    a.add_argument("--n-experiences", type=int, default=1, help="experiences to split the new classes into (default 1)")
+    a.add_argument("--epochs", type=int, help="epochs per new experience (default: the run's)")
+    a.add_argument("--online", action="store_true", help="one pass in small minibatches (the run scenario's online_batch_size)")
+    a.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    a.add_argument("--data-root", help="folder with data sets (default: the run's, $FFCL_DATA_ROOT or ~/.cache/ffcl)")
+    a.add_argument("--resume", action="store_true", help="RUN_DIR is an interrupted adaptation: continue it")
+    a.add_argument("--quiet", action="store_true", help="print only the final summary")
 
     c = sub.add_parser("compare", help="run strategies x seeds on one scenario and compare them side by side")
     c.add_argument("--scenario", default=DEFAULT_SCENARIO)
@@ -89,6 +101,31 @@ def _run(args: argparse.Namespace) -> None:
     metrics = run_experiment(cfg, out, quiet=args.quiet)
     print(format_summary(metrics))
     print(f"run directory: {out}")
+
+
+def _adapt(args: argparse.Namespace) -> None:
+    from .adapt import adapt_run
+    from .report import format_matrix
+
+    if args.resume:
+        if args.data or args.out:
+            raise ConfigError("--resume continues an adaptation as it was configured; drop --data/--out")
+        out = args.run_dir
+        m = adapt_run(None, None, out, resume=True, quiet=args.quiet)
+    else:
+        if not args.data:
+            raise ConfigError("ffcl adapt needs --data NEW (npz:/path/new.npz, folder:/path/to/images or a data set name)")
+        if args.n_experiences < 1 or (args.epochs is not None and args.epochs < 1):
+            raise ConfigError("--n-experiences and --epochs must be >= 1")
+        out = args.out or args.run_dir.with_name(f"{args.run_dir.name}-adapt-{time.strftime('%Y%m%d-%H%M%S')}")
+        m = adapt_run(args.run_dir, args.data, out, n_experiences=args.n_experiences, epochs=args.epochs,
+                      online=args.online, data_root=args.data_root, device=args.device, quiet=args.quiet)
+    print(f"adapted {m['strategy']} ({m['source']}) to {m['data']}, new classes {m['new_classes']}")
+    print(f"  old classes: {100 * m['old_accuracy_before']:.2f}% before, {100 * m['old_accuracy_after']:.2f}% after; "
+          f"new classes: {100 * m['new_accuracy_after']:.2f}%; all: {100 * m['final_average_accuracy']:.2f}%")
+    print("accuracy matrix (%), row 0 = before adapting, columns: " + ", ".join(m["columns"]))
+    print(format_matrix(m["accuracy_matrix"]))
+    print(f"adaptation directory: {out}")
 
 
 def _compare(args: argparse.Namespace) -> None:
@@ -155,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "run":
             _run(args)
+        elif args.command == "adapt":
+            _adapt(args)
         elif args.command == "compare":
             _compare(args)
         elif args.command == "report":
@@ -171,7 +210,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ffcl: error: `{' '.join(map(str, err.cmd))}` failed (exit {err.returncode})", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("ffcl: interrupted; continue with `ffcl run --resume RUN_DIR`", file=sys.stderr)
+        how = "ffcl adapt --resume DIR" if args.command == "adapt" else "ffcl run --resume RUN_DIR"
+        print(f"ffcl: interrupted; continue with `{how}`", file=sys.stderr)
         return 130
     return 0
 

@@ -66,38 +66,53 @@ def make_stream(
     pass in small minibatches); ``online_experience_size`` also cuts each training experience into
     Avalanche online mini-experiences of that many samples.
     """
-    n_classes = data.num_classes
+    present = torch.unique(data.y_train).tolist()  # every class of a data set; the new ones for `ffcl adapt`
+    n_classes = len(present)
     if not 1 <= n_experiences <= n_classes:
         raise DataError(
             f"n_experiences must be between 1 and the {n_classes} classes of '{data.name}', got {n_experiences}"
         )
     if class_order is not None:
-        if sorted(class_order) != list(range(n_classes)):
+        if sorted(class_order) != present:
             raise DataError(
-                f"class_order must be a permutation of 0..{n_classes - 1} for '{data.name}', got {class_order}"
+                f"class_order must be a permutation of the classes {_span(present)} of '{data.name}', got {class_order}"
             )
         order = list(class_order)
     elif shuffle_classes:
-        order = torch.randperm(n_classes, generator=torch.Generator().manual_seed(seed)).tolist()
+        order = [present[i] for i in torch.randperm(n_classes, generator=torch.Generator().manual_seed(seed)).tolist()]
     else:
-        order = list(range(n_classes))
+        order = present
 
     # Avalanche's num_experiences drops the remainder classes; give the remainder to the last experience
     per = n_classes // n_experiences
     sizes = [per] * (n_experiences - 1) + [n_classes - per * (n_experiences - 1)]
-    rng_state = torch.random.get_rng_state()  # Avalanche reseeds the global RNG; keep ours intact
-    benchmark = class_incremental_benchmark(
-        {
-            "train": TensorDataset(data.x_train, data.y_train),
-            "test": TensorDataset(data.x_test, data.y_test),
-        },
-        class_order=order,
-        num_classes_per_exp=sizes,
-    )
-    torch.random.set_rng_state(rng_state)
+    if present == list(range(n_classes)):
+        rng_state = torch.random.get_rng_state()  # Avalanche reseeds the global RNG; keep ours intact
+        benchmark = class_incremental_benchmark(
+            {
+                "train": TensorDataset(data.x_train, data.y_train),
+                "test": TensorDataset(data.x_test, data.y_test),
+            },
+            class_order=order,
+            num_classes_per_exp=sizes,
+        )
+        torch.random.set_rng_state(rng_state)
+    else:  # labels with gaps (new classes of a run's label space): Avalanche wants labels 0..max, split by hand
+        groups = [order[sum(sizes[:i]) : sum(sizes[: i + 1])] for i in range(n_experiences)]
+
+        def split(x: torch.Tensor, y: torch.Tensor) -> list[Any]:
+            return [_as_taskaware_supervised_classification_dataset(TensorDataset(x[m], y[m]))
+                    for m in (torch.isin(y, torch.tensor(g)) for g in groups)]
+
+        benchmark = with_classes_timeline(benchmark_from_datasets(
+            train=split(data.x_train, data.y_train), test=split(data.x_test, data.y_test)))
     per_exp = [sorted(int(c) for c in exp.classes_in_this_experience) for exp in benchmark.test_stream]
 
     return _finish(benchmark, per_exp, data, seed, online, online_experience_size)
+
+
+def _span(classes: list[int]) -> str:
+    return f"0..{len(classes) - 1}" if classes == list(range(len(classes))) else str(classes)
 
 
 def shift(x: torch.Tensor, kind: str, amount: float, seed: int = 0) -> torch.Tensor:

@@ -61,6 +61,8 @@ class AnytimeAccuracy(PluginMetric[float]):
         self._in_exp = 0
 
     def after_training_iteration(self, strategy: Any) -> list[MetricValue] | None:
+        if not self.tests:  # a learner restored without its test data (e.g. by `ffcl adapt`)
+            return None
         # minibatches may carry replayed samples after the stream's own: count only the stream's
         limit = len(strategy.experience.dataset) * strategy.train_epochs
         self._in_exp = min(limit, self._in_exp + min(len(strategy.mb_y), strategy.train_mb_size))
@@ -73,7 +75,7 @@ class AnytimeAccuracy(PluginMetric[float]):
     def after_training_exp(self, strategy: Any) -> list[MetricValue] | None:
         self._seen += self._in_exp
         self._in_exp = 0
-        if self.curve and self.curve[-1]["samples"] == self._seen:
+        if not self.tests or self.curve and self.curve[-1]["samples"] == self._seen:
             return None
         return self._evaluate(strategy)
 

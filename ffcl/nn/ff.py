@@ -147,7 +147,9 @@ class FFNet(nn.Module):
         super().__init__()
         self.input_dim = math.prod(input_shape)
         self.objective = objective
-        self.register_buffer("codes", code_scale * label_codes(max_classes, code, code_dim, code_p, seed))
+        self.code_args = dict(kind=code, dim=code_dim, p=code_p, seed=seed)
+        self.code_scale = code_scale
+        self.register_buffer("codes", code_scale * label_codes(max_classes, **self.code_args))
         self.register_buffer("active", torch.zeros(max_classes, dtype=torch.bool))
         self.register_buffer("frozen", torch.zeros(max_classes, dtype=torch.bool))
         cdim = self.codes.shape[1]
@@ -165,6 +167,27 @@ class FFNet(nn.Module):
     @property
     def max_classes(self) -> int:
         return self.codes.shape[0]
+
+    def grow(self, num_classes: int) -> None:
+        """Make room for labels up to ``num_classes - 1`` (for data that brings new classes later).
+
+        Random codes are drawn row by row from the same seed, so the old classes keep their codes;
+        one-hot codes widen, and each block's code weights gain fresh rows for the new labels.
+        """
+        old = self.max_classes
+        if num_classes <= old:
+            return
+        device = self.codes.device
+        self.codes = self.code_scale * label_codes(num_classes, **self.code_args).to(device)
+        self.active = torch.cat([self.active, self.active.new_zeros(num_classes - old)])
+        self.frozen = torch.cat([self.frozen, self.frozen.new_zeros(num_classes - old)])
+        if self.code_args["kind"] != "onehot":
+            return
+        for block in self.blocks:
+            if block.code is not None:
+                bound = 1 / math.sqrt(sum(w.shape[0] for w in (block.prev, block.inp, block.code) if w is not None))
+                extra = torch.empty(num_classes - old, block.units, device=device).uniform_(-bound, bound)
+                block.code = nn.Parameter(torch.cat([block.code.detach(), extra]))
 
     def activate(self, classes: torch.Tensor) -> None:
         """Mark classes as seen: they become inference candidates and negatives."""

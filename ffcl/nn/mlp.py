@@ -27,5 +27,21 @@ class MLP(nn.Module):
         self.classifier = nn.Linear(width, num_classes)
         self.feature_size = width
 
+    @property
+    def max_classes(self) -> int:
+        return self.classifier.out_features
+
+    def grow(self, num_classes: int) -> None:
+        """Widen the output layer to ``num_classes`` (new rows freshly initialised, old rows kept).
+        The classifier becomes a new parameter; Avalanche's ``make_optimizer`` re-registers it."""
+        old = self.classifier
+        if num_classes <= old.out_features:
+            return
+        new = nn.Linear(old.in_features, num_classes).to(old.weight.device)
+        with torch.no_grad():
+            new.weight[: old.out_features] = old.weight
+            new.bias[: old.out_features] = old.bias
+        self.classifier = new
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))

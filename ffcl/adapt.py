@@ -1,0 +1,195 @@
+"""``ffcl adapt``: continue a finished run's learner on data that arrived later.
+
+The learner comes back from the run's checkpoint whole (network, optimiser, plugin state: the
+replay buffer, EWC's importances, neuron allocation), learns the new data as further experiences,
+and is evaluated after each on the old test experiences *and* the new ones, so what adapting cost
+the old classes is measured, not guessed.
+
+New classes are matched **by name** against the run's classes: a name the run knows keeps its
+label, any other name becomes a new label after the run's last one (an ``npz`` without
+``class_names`` has the names "0", "1", ...; an image folder, its sub-folder names). The network
+grows to hold new labels (``grow``: label codes and output rows; see ``ffcl.nn``). Neuron
+allocation keeps the capacity it reserved (``max_classes``): a class beyond it gets a warning and
+no neurons, so reserve room in the original run if more classes will come.
+
+The adaptation directory holds ``config.json`` (the source run and the adaptation settings),
+``metrics.json``, ``log.txt`` and ``checkpoint.pt`` (so an adapted learner can be adapted again,
+and an interrupted adaptation resumed with ``resume=True``).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from avalanche.benchmarks.scenarios.dataset_scenario import benchmark_from_datasets
+from avalanche.logging import TextLogger
+
+from .data import DataError, TensorData, load_dataset, make_stream
+from .experiment import (
+    CHECKPOINT,
+    RunError,
+    _accuracy_row,
+    _checkpoint,
+    _write_json,
+    build_stream,
+    load_learner,
+    load_run_config,
+    resolve_device,
+)
+from .metrics import peak_memory_mb
+
+__all__ = ["adapt_run", "relabel"]
+
+
+def relabel(new: TensorData, known: tuple[str, ...]) -> tuple[TensorData, dict[str, int]]:
+    """``new`` with labels in the label space of a run that knows the classes ``known``.
+
+    Classes are matched by name; unknown names get labels ``len(known), len(known) + 1, ...`` in
+    the order of ``new``'s labels. Returns the relabelled data and the label of each new class name.
+    """
+    present = sorted(set(torch.unique(new.y_train).tolist()) | set(torch.unique(new.y_test).tolist()))
+    names = list(known)
+    mapping = torch.full((new.num_classes,), -1, dtype=torch.long)
+    for c in present:
+        name = new.class_names[c]
+        if name not in names:
+            names.append(name)
+        mapping[c] = names.index(name)
+    data = TensorData(new.name, new.x_train, mapping[new.y_train], new.x_test, mapping[new.y_test], tuple(names))
+    return data, {new.class_names[c]: int(mapping[c]) for c in present}
+
+
+def _grow(model: torch.nn.Module, num_classes: int) -> None:
+    capacity = getattr(model, "max_classes", None)
+    if capacity is not None and num_classes <= capacity:
+        return
+    if not hasattr(model, "grow"):
+        raise RunError(f"the run's {type(model).__name__} cannot take new classes ({num_classes} needed)")
+    model.grow(num_classes)
+
+
+def adapt_run(
+    source: str | Path | None,
+    data: str | None,
+    out: str | Path,
+    *,
+    n_experiences: int = 1,
+    epochs: int | None = None,
+    online: bool = False,
+    data_root: str | None = None,
+    device: str = "auto",
+    resume: bool = False,
+    quiet: bool = False,
+    echo: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Train the learner of the finished run ``source`` on ``data`` (any ``load_dataset`` name,
+    e.g. ``npz:new.npz`` or ``folder:images/``) as ``n_experiences`` further experiences, writing
+    to ``out``. ``epochs`` defaults to the run's; ``online`` means one pass in minibatches of the
+    run scenario's ``online_batch_size``. With ``resume=True``, ``out`` is an interrupted
+    adaptation and the other settings are read from it. Returns the contents of metrics.json.
+    """
+    out = Path(out)
+    start = time.perf_counter()
+    if resume:
+        if not (out / "config.json").is_file() or "adapt" not in json.loads((out / "config.json").read_text()):
+            raise RunError(f"{out} is not an adaptation directory (no config.json from `ffcl adapt`)")
+        if (out / "metrics.json").exists():
+            raise RunError(f"{out} has already finished (metrics.json exists); nothing to resume")
+        settings = json.loads((out / "config.json").read_text())["adapt"]
+    else:
+        if source is None or data is None:
+            raise RunError("a new adaptation needs the source run directory and --data")
+        settings = dict(source=str(source), data=data, n_experiences=n_experiences, epochs=epochs,
+                        online=online, data_root=data_root, device=device)
+        if not (Path(source) / "metrics.json").is_file():
+            raise RunError(f"{source} is not a finished run (no metrics.json): finish it with `ffcl run --resume {source}` first")
+        if out.exists() and any(out.iterdir()):
+            raise RunError(f"{out} already exists; choose another --out (an existing directory is never overwritten)")
+    cfg = load_run_config(Path(settings["source"]))
+    sc = cfg.scenario
+    root = settings["data_root"] or sc.data_root
+    old_data = load_dataset(sc.dataset, root)
+    old_stream = build_stream(sc, old_data, cfg.seed)
+    new_data, classes = relabel(load_dataset(settings["data"], root), old_data.class_names)
+    if new_data.input_shape != old_data.input_shape:
+        raise DataError(f"{settings['data']} has images of shape {new_data.input_shape}; the run's learner takes "
+                        f"{old_data.input_shape}: resize the new images to match")
+    new_stream = make_stream(new_data, settings["n_experiences"], seed=cfg.seed, online=settings["online"])
+    tests = [e.dataset for e in old_stream.test_stream] + [e.dataset for e in new_stream.test_stream]
+    test_stream = benchmark_from_datasets(test=tests).test_stream  # one stream, unique experience ids
+    n_old = len(old_stream.classes_per_experience)
+
+    if not resume:
+        out.mkdir(parents=True, exist_ok=True)
+        _write_json(out / "config.json", {"adapt": settings, "source_config": json.loads((Path(settings["source"]) / "config.json").read_text()),
+                                          "new_classes": classes})
+    log_file = open(out / "log.txt", "a")
+    try:
+        dev = resolve_device(settings["device"])
+        resumable = resume and (out / CHECKPOINT).is_file()  # else it stopped before its first new experience
+        strategy = load_learner(out if resumable else settings["source"], dev)
+    except BaseException:
+        log_file.close()
+        if not resume:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    say = (lambda msg: None) if quiet else echo
+    try:
+        strategy.evaluator.loggers = [TextLogger(log_file)]
+        progress = getattr(strategy, "ffcl_adapt", None) if resumable else None
+        if progress is None:  # row 0: the learner as the run left it; labels it does not have score 0
+            old_row = _accuracy_row(strategy.eval(old_stream.test_stream), n_old)
+            progress = {"rows": [old_row + [0.0] * (len(tests) - n_old)], "train_time_s": []}
+        _grow(strategy.model, new_data.num_classes)
+        if settings["online"]:
+            strategy.train_epochs, strategy.train_mb_size = 1, sc.online_batch_size
+        elif settings["epochs"]:
+            strategy.train_epochs = settings["epochs"]
+        say(f"adapting {settings['source']} ({cfg.strategy_name} on {cfg.scenario_name}) to {settings['data']}: "
+            f"classes {classes}, {len(progress['rows']) - 1}/{settings['n_experiences']} experience(s) done")
+        for i, exp in enumerate(new_stream.train_stream):
+            if i < len(progress["rows"]) - 1:
+                continue
+            t0 = time.perf_counter()
+            strategy.train(exp)
+            progress["train_time_s"].append(time.perf_counter() - t0)
+            row = _accuracy_row(strategy.eval(test_stream), len(tests))
+            progress["rows"].append(row)
+            strategy.ffcl_adapt = progress
+            _checkpoint(strategy, out / CHECKPOINT)
+            say(f"[new exp {i + 1}/{new_stream.n_experiences}] classes {new_stream.classes_per_experience[i]} | "
+                f"old {_mean(row[:n_old]):.3f} | new {_mean(row[n_old:]):.3f}")
+    finally:
+        log_file.close()
+    rows = progress["rows"]
+    metrics = {
+        "source": settings["source"],
+        "data": settings["data"],
+        "new_classes": classes,
+        "strategy": cfg.strategy_name,
+        "scenario": cfg.scenario_name,
+        "seed": cfg.seed,
+        "device": str(strategy.device),
+        "columns": [f"old exp {j}" for j in range(n_old)] + [f"new exp {j}" for j in range(len(tests) - n_old)],
+        "classes_per_experience": old_stream.classes_per_experience + new_stream.classes_per_experience,
+        "accuracy_matrix": rows,  # row 0: before adapting; row i: after new experience i
+        "final_average_accuracy": _mean(rows[-1]),
+        "old_accuracy_before": _mean(rows[0][:n_old]),
+        "old_accuracy_after": _mean(rows[-1][:n_old]),
+        "new_accuracy_after": _mean(rows[-1][n_old:]),
+        "old_forgetting": _mean(rows[0][:n_old]) - _mean(rows[-1][:n_old]),
+        "train_time_s": sum(progress["train_time_s"]),
+        "wall_time_s": time.perf_counter() - start,
+        "peak_memory_mb": peak_memory_mb(strategy.device),
+    }
+    _write_json(out / "metrics.json", metrics)
+    return metrics
+
+
+def _mean(xs: list[float]) -> float:
+    return sum(xs) / len(xs)
