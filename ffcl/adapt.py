@@ -183,6 +183,8 @@ def adapt_run(
         "old_accuracy_after": _mean(rows[-1][:n_old]),
         "new_accuracy_after": _mean(rows[-1][n_old:]),
         "old_forgetting": _mean(rows[0][:n_old]) - _mean(rows[-1][:n_old]),
+        "average_forgetting": _mean(rows[0][:n_old]) - _mean(rows[-1][:n_old]),  # for `ffcl report`
+        "bwt": None,
         "train_time_s": sum(progress["train_time_s"]),
         "wall_time_s": time.perf_counter() - start,
         "peak_memory_mb": peak_memory_mb(strategy.device),

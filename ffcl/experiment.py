@@ -45,7 +45,7 @@ from .config import RunConfig, ScenarioConfig, StrategyConfig, from_dict, to_dic
 from .data import Stream, load_dataset, make_stream
 from .data.loaders import dataset_tensors
 from .data.streams import make_drift_stream
-from .metrics import AnytimeAccuracy, peak_memory_mb, summarize
+from .metrics import AnytimeAccuracy, BlockActivity, peak_memory_mb, summarize
 from .progress import ProgressPlugin
 from .strategies import build_strategy
 
@@ -132,7 +132,7 @@ def build_stream(sc: ScenarioConfig, data: Any, seed: int) -> Stream:
     )
 
 
-def anytime_tests(stream: Stream, size: int, seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def test_subsets(stream: Stream, size: int, seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Per test experience, a fixed random subset of at most ``size`` test samples (x, y)."""
     g = torch.Generator().manual_seed(seed)
     tests = []
@@ -192,12 +192,14 @@ def _setup(cfg: RunConfig, run_dir: Path, log_file: Any, resume: bool, quiet: bo
     if sc.online:  # single pass, one update per arriving mini-batch
         budget = {"epochs": 1, "batch_size": sc.online_batch_size}
     strategy_cfg = StrategyConfig(**{**to_dict(cfg.strategy), **budget})
-    anytime = [AnytimeAccuracy(anytime_tests(stream, sc.anytime_test_size, cfg.seed), sc.anytime_every)] if sc.anytime_every else []
+    ours = [BlockActivity(test_subsets(stream, 100, cfg.seed))]  # metrics that hold test data (not checkpointed)
+    if sc.anytime_every:
+        ours.append(AnytimeAccuracy(test_subsets(stream, sc.anytime_test_size, cfg.seed), sc.anytime_every))
     evaluator = EvaluationPlugin(
         accuracy_metrics(experience=True, stream=True),
         loss_metrics(stream=True),
         timing_metrics(experience=True),
-        *anytime,
+        *ours,
         loggers=[TextLogger(log_file)],
     )
     strategy = build_strategy(
@@ -216,9 +218,10 @@ def _setup(cfg: RunConfig, run_dir: Path, log_file: Any, resume: bool, quiet: bo
             strategy, _ = maybe_load_checkpoint(strategy, run_dir / CHECKPOINT, map_location=device)
         progress = getattr(strategy, "ffcl_progress", progress)
         strategy.evaluator.loggers = [TextLogger(log_file)]
+        fresh = {type(m): m for m in ours}
         for metric in strategy.evaluator.metrics:
-            if isinstance(metric, AnytimeAccuracy):  # its test data is not checkpointed
-                metric.tests = anytime[0].tests
+            if type(metric) in fresh:  # their test data is not checkpointed
+                metric.tests = fresh[type(metric)].tests
     return data, stream, strategy, progress
 
 
@@ -236,6 +239,8 @@ def _train(
         f"{', online batch ' + str(sc.online_batch_size) if sc.online else ''}), seed {cfg.seed}, device {device}"
     )
     groups = [[stream.benchmark.train_stream]] if joint else _train_groups(stream)
+    if "initial" not in progress:  # the untrained learner, the reference b of forward transfer
+        progress["initial"] = _accuracy_row(strategy.eval(stream.test_stream), n_exp)
     for i, group in enumerate(groups):
         if i < len(progress["rows"]):
             continue
@@ -255,6 +260,8 @@ def _train(
         for metric in strategy.evaluator.metrics:
             if isinstance(metric, AnytimeAccuracy):
                 progress["anytime"] = list(metric.curve)
+            if isinstance(metric, BlockActivity) and metric.history:
+                progress["activity"] = list(metric.history)
         _append_csv(run_dir / "metrics.csv", i, row, t1 - t0)
         strategy.ffcl_progress = progress
         _checkpoint(strategy, run_dir / CHECKPOINT)
@@ -273,7 +280,8 @@ def _train(
         "device": str(device),
         "classes_per_experience": stream.classes_per_experience,
         "accuracy_matrix": rows,
-        **summarize(rows),
+        **summarize(rows, progress["initial"]),
+        "initial_accuracy": progress["initial"],
         "train_time_s": sum(progress["train_time_s"]),
         "eval_time_s": sum(progress["eval_time_s"]),
         "train_time_per_experience_s": progress["train_time_s"],
@@ -281,6 +289,7 @@ def _train(
         "peak_memory_mb": progress["peak_memory_mb"],
         **({"allocation": progress["allocation"]} if "allocation" in progress else {}),
         **({"anytime": progress["anytime"]} if "anytime" in progress else {}),
+        **({"activity": progress["activity"]} if "activity" in progress else {}),
         "machine": {
             "platform": platform.platform(),
             "python": platform.python_version(),

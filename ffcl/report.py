@@ -2,7 +2,8 @@
 
 ``ffcl report RUN_DIR [RUN_DIR...]`` writes ``report.md`` with a table and these plots:
 the accuracy-matrix heat map of each run, the accuracy on each experience over time, the average
-accuracy on the experiences seen so far for all runs on one chart, and the neurons each class
+accuracy on the experiences seen so far for all runs on one chart, the anytime accuracy during
+training (runs with ``anytime_every``) for all runs on one chart, and the neurons each class
 owns for learners with neuron allocation.
 """
 
@@ -33,6 +34,7 @@ def format_summary(m: dict[str, Any]) -> str:
         ("final average accuracy (%)", _pct(m["final_average_accuracy"])),
         ("average forgetting (%)", _pct(m["average_forgetting"])),
         ("BWT (%)", _pct(m["bwt"])),
+        ("forward transfer (%)", _pct(m.get("forward_transfer"))),
         ("plasticity (%)", _pct(m.get("plasticity"))),
         ("train time (s)", f"{m['train_time_s']:6.1f}"),
         ("wall time (s)", f"{m['wall_time_s']:6.1f}"),
@@ -93,6 +95,26 @@ def write_report(run_dirs: list[Path], out: Path) -> Path:
     fig.savefig(out / "average_accuracy.png", dpi=110)
     plt.close(fig)
     lines += ["![average accuracy over experiences](average_accuracy.png)", ""]
+
+    anytime = [(d, m) for d, m in runs if m.get("anytime")]
+    if anytime:
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for _, m in anytime:
+            curve = m["anytime"]
+            ax.plot([p["samples"] for p in curve], [100 * p["accuracy"] for p in curve], label=_label(m), lw=1.2)
+        first = anytime[0][1]["anytime"]
+        for a, b in zip(first, first[1:]):  # experience boundaries of the first run
+            if b["experience"] != a["experience"]:
+                ax.axvline(a["samples"], color="0.8", ls=":", lw=1)
+        ax.set(xlabel="training samples seen", ylabel="accuracy on the experiences seen so far (%)", ylim=(0, 100),
+               title="anytime accuracy")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(out / "anytime_accuracy.png", dpi=110)
+        plt.close(fig)
+        lines += ["Anytime accuracy: the accuracy on the test data of the experiences seen so far, measured "
+                  "during training (dotted lines: experience boundaries).", "",
+                  "![anytime accuracy](anytime_accuracy.png)", ""]
 
     for i, (d, m) in enumerate(runs):
         a = m["accuracy_matrix"]

@@ -56,8 +56,9 @@ def test_run_writes_the_run_directory(run_dir, make_config):
     assert all(0.0 <= x <= 1.0 for row in a for x in row)
     assert sum(a[i][i] for i in range(5)) / 5 > 0.7  # each experience is learnt when trained
     assert all(a[i][j] < 0.05 for i in range(5) for j in range(i + 1, 5))  # unseen classes are (almost) never predicted
-    for key, value in summarize(a).items():
+    for key, value in summarize(a, metrics["initial_accuracy"]).items():
         assert metrics[key] == pytest.approx(value)
+    assert len(metrics["initial_accuracy"]) == 5  # the untrained network, evaluated once before training
     assert metrics["classes_per_experience"] == [[0, 1], [2, 3], [4, 5], [6, 7], [8, 9]]
     assert (metrics["scenario"], metrics["strategy"], metrics["dataset"], metrics["seed"], metrics["device"]) == (
         "split_digits", "naive", "digits", 3, "cpu")
@@ -72,7 +73,7 @@ def test_run_writes_the_run_directory(run_dir, make_config):
         assert float(r["accuracy"]) == pytest.approx(a[int(r["trained_experience"])][int(r["test_experience"])], abs=1e-6)
 
     log = (run_dir / "log.txt").read_text()
-    assert log.count("Top1_Acc_Exp/eval_phase/test_stream/Exp004") == 5  # one evaluation per experience
+    assert log.count("Top1_Acc_Exp/eval_phase/test_stream/Exp004") == 6  # before training, then after each experience
     assert "Epoch 9 ended." in log and "Epoch 10 ended." not in log  # the scenario's 10 epochs
     assert (run_dir / "checkpoint.pt").stat().st_size > 0
 
@@ -182,7 +183,8 @@ def test_resume_after_interruption(tmp_path, monkeypatch, make_config, scenario,
     assert len(b) == 5 and all(len(row) == 5 for row in b)
     assert b[:stop] == a[:stop]  # the rows from before the interruption are kept
     assert b == a  # and training picks up exactly where it stopped (RNG, optimiser, buffer restored)
-    for key, value in summarize(b).items():
+    assert resumed["initial_accuracy"] == full["initial_accuracy"]
+    for key, value in summarize(b, resumed["initial_accuracy"]).items():
         assert resumed[key] == pytest.approx(value)
     assert json.loads((run_dir / "metrics.json").read_text())["accuracy_matrix"] == b
     rows = csv_rows(run_dir / "metrics.csv")
@@ -299,3 +301,14 @@ def test_drift_scenario(run_dir, make_config):
 def test_joint_learner_cannot_run_online(run_dir, make_config):
     with pytest.raises(RunError, match="online"):
         run_experiment(make_config("online_split_digits", "joint"), run_dir, quiet=True)
+
+
+def test_ff_runs_record_block_activity_and_forward_transfer(run_dir, make_config):
+    cfg = make_config("split_digits", "sffa", ["strategy.hidden=[40, 40]", "scenario.epochs=1", "scenario.n_experiences=2"])
+    metrics = run_experiment(cfg, run_dir, quiet=True)
+    assert len(metrics["activity"]) == 2 and all(len(per_exp) == 2 for per_exp in metrics["activity"])
+    assert all(s["sparsity"] >= 1 - 2 * 15 / 40 - 1e-6 for per_exp in metrics["activity"] for s in per_exp)  # k = 15 per half
+    # before training nothing is a candidate: every image scores class 0, the first class of experience 0
+    assert metrics["initial_accuracy"][1] == 0.0 and 0 < metrics["initial_accuracy"][0] < 1
+    assert metrics["forward_transfer"] == pytest.approx(metrics["accuracy_matrix"][0][1] - metrics["initial_accuracy"][1])
+    assert "Activation_Sparsity/block1" in (run_dir / "log.txt").read_text()

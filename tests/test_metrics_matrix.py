@@ -52,7 +52,8 @@ def test_summaries(matrix, acc, forgetting, bwt):
     assert average_forgetting(matrix) == pytest.approx(forgetting)
     assert backward_transfer(matrix) == pytest.approx(bwt)
     assert summarize(matrix) == pytest.approx(
-        {"final_average_accuracy": acc, "average_forgetting": forgetting, "bwt": bwt, "plasticity": plasticity(matrix)}
+        {"final_average_accuracy": acc, "average_forgetting": forgetting, "bwt": bwt, "forward_transfer": None,
+         "plasticity": plasticity(matrix)}
     )
 
 
@@ -76,12 +77,13 @@ def test_single_row(matrix):
     assert average_forgetting(matrix) is None
     assert backward_transfer(matrix) is None
     assert summarize(matrix) == {"final_average_accuracy": pytest.approx(expected), "average_forgetting": None, "bwt": None,
-                                 "plasticity": plasticity(matrix)}
+                                 "forward_transfer": None, "plasticity": plasticity(matrix)}
 
 
 def test_no_forgetting():
     perfect = [[1.0, 0.0, 0.0], [1.0, 1.0, 0.0], [1.0, 1.0, 1.0]]
-    assert summarize(perfect) == {"final_average_accuracy": 1.0, "average_forgetting": 0.0, "bwt": 0.0, "plasticity": 1.0}
+    assert summarize(perfect) == {"final_average_accuracy": 1.0, "average_forgetting": 0.0, "bwt": 0.0, "forward_transfer": None,
+                                "plasticity": 1.0}
 
 
 def test_tuples_are_accepted():
@@ -96,3 +98,32 @@ def test_plasticity_is_the_mean_diagonal():
     assert plasticity(a) == pytest.approx((0.9 + 0.8 + 0.7) / 3)
     assert plasticity([[0.9, 0.8, 0.7]]) is None  # joint: one row, no diagonal
     assert plasticity([[0.7]]) == pytest.approx(0.7)
+
+
+def test_forward_transfer():
+    from ffcl.metrics import forward_transfer
+
+    a = [[0.9, 0.3, 0.2], [0.8, 0.9, 0.5], [0.7, 0.8, 0.9]]
+    b = [0.1, 0.1, 0.2]
+    # (a[0][1] - b[1] + a[1][2] - b[2]) / 2 = (0.2 + 0.3) / 2
+    assert forward_transfer(a, b) == pytest.approx(0.25)
+    assert forward_transfer(a, None) is None and forward_transfer([[1.0]], [0.0]) is None
+    assert summarize(a, b)["forward_transfer"] == pytest.approx(0.25)
+
+
+def test_block_activity_of_an_sffa_network():
+    import torch
+
+    from ffcl.metrics import block_activity
+    from ffcl.nn.ff import FFNet
+    from ffcl.objectives import SFFA
+
+    net = FFNet((1, 8, 8), [40, 40], 10, SFFA(10.0), split=True, k=3)
+    x, y = torch.rand(32, 1, 8, 8), torch.randint(0, 10, (32,))
+    stats = block_activity(net, x, y)
+    assert len(stats) == 2
+    for s in stats:  # k-WTA keeps at most 3 of 20 units per half: at least 34 of 40 are zero
+        assert s["sparsity"] >= 34 / 40 - 1e-6
+        assert 0 < s["usage"] <= 1
+    dense = block_activity(FFNet((1, 8, 8), [40], 10, SFFA(10.0), split=True), x, y)[0]
+    assert dense["sparsity"] < stats[0]["sparsity"]

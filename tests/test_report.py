@@ -36,6 +36,32 @@ def test_report_has_table_and_plots(tmp_path):
         assert (tmp_path / "rep" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_report_plots_anytime_accuracy(tmp_path):
+    curve = [{"samples": 10 * i, "experience": i // 3, "accuracy": 0.5 + 0.05 * i} for i in range(1, 7)]
+    a = _run(tmp_path / "a", "sffa", [[1.0, 0.0], [0.9, 0.8]])
+    m = json.loads((a / "metrics.json").read_text())
+    (a / "metrics.json").write_text(json.dumps({**m, "anytime": curve}))
+    b = _run(tmp_path / "b", "naive", [[1.0, 0.0], [0.0, 1.0]])  # no anytime curve: not on that chart
+    text = write_report([a, b], tmp_path / "rep").read_text()
+    assert "![anytime accuracy](anytime_accuracy.png)" in text
+    assert (tmp_path / "rep" / "anytime_accuracy.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_report_of_an_adaptation(tmp_path):
+    from test_adapt import new_classes_npz
+
+    from conftest import build_run_config
+    from ffcl.adapt import adapt_run
+    from ffcl.experiment import run_experiment
+
+    src = tmp_path / "src"
+    run_experiment(build_run_config("split_digits", "naive", ["scenario.epochs=1", "scenario.n_experiences=2"]), src, quiet=True)
+    out = tmp_path / "adapted"
+    adapt_run(src, new_classes_npz(tmp_path / "new.npz"), out, quiet=True)
+    text = write_report([src, out], tmp_path / "rep").read_text()
+    assert "| adapted | naive | 0 |" in text
+
+
 def test_report_of_an_unfinished_run_is_a_clear_error(tmp_path, capsys):
     (tmp_path / "half").mkdir()
     with pytest.raises(RunError, match="not a finished run"):

@@ -1,7 +1,8 @@
 """Metrics Avalanche lacks, and the summaries of an accuracy matrix."""
 
+from .activity import BlockActivity, block_activity
 from .anytime import AnytimeAccuracy
-from .matrix import average_accuracy, average_forgetting, backward_transfer, plasticity, summarize
+from .matrix import average_accuracy, average_forgetting, backward_transfer, forward_transfer, plasticity, summarize
 from .memory import peak_memory_mb
 
-__all__ = ["AnytimeAccuracy", "average_accuracy", "average_forgetting", "backward_transfer", "plasticity", "summarize", "peak_memory_mb"]
+__all__ = ["AnytimeAccuracy", "BlockActivity", "block_activity", "average_accuracy", "average_forgetting", "backward_transfer", "forward_transfer", "plasticity", "summarize", "peak_memory_mb"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-__all__ = ["average_accuracy", "average_forgetting", "backward_transfer", "plasticity", "summarize"]
+__all__ = ["average_accuracy", "average_forgetting", "backward_transfer", "forward_transfer", "plasticity", "summarize"]
 
 Matrix = Sequence[Sequence[float]]
 
@@ -40,6 +40,16 @@ def backward_transfer(a: Matrix) -> float | None:
     return sum(a[-1][j] - a[j][j] for j in range(t - 1)) / (t - 1)
 
 
+def forward_transfer(a: Matrix, initial: Sequence[float] | None) -> float | None:
+    """FWT = 1/(T-1) sum_{j>0} (a[j-1][j] - b[j]) (Lopez-Paz and Ranzato 2017), ``b`` the accuracy
+    of the untrained learner (``initial``): how much learning earlier experiences helps on a later
+    one before it is seen. None without ``b`` or with fewer than two rows."""
+    t = len(a)
+    if initial is None or t < 2 or len(a[0]) != t:
+        return None
+    return sum(a[j - 1][j] - initial[j] for j in range(1, t)) / (t - 1)
+
+
 def plasticity(a: Matrix) -> float | None:
     """P = (1/T) sum_j a[j][j]: accuracy on each experience right after learning it (how well new
     knowledge is taken in; Avalanche has no such metric). None for a single-row (joint) matrix."""
@@ -48,11 +58,13 @@ def plasticity(a: Matrix) -> float | None:
     return sum(a[j][j] for j in range(len(a))) / len(a)
 
 
-def summarize(a: Matrix) -> dict[str, float | None]:
-    """The summaries of a (possibly single-row) accuracy matrix."""
+def summarize(a: Matrix, initial: Sequence[float] | None = None) -> dict[str, float | None]:
+    """The summaries of a (possibly single-row) accuracy matrix; ``initial`` is the accuracy of the
+    untrained learner on each experience (for forward transfer)."""
     return {
         "final_average_accuracy": average_accuracy(a),
         "average_forgetting": average_forgetting(a),
         "bwt": backward_transfer(a),
+        "forward_transfer": forward_transfer(a, initial),
         "plasticity": plasticity(a),
     }
