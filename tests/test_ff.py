@@ -158,6 +158,7 @@ def test_kwta_and_normalisation():
 @pytest.mark.parametrize("plugin,args", [
     ("replay", {"mem_size": 50}), ("ewc", {"ewc_lambda": 10.0}), ("si", {"si_lambda": 1.0}),
     ("gem", {"patterns_per_experience": 20}), ("agem", {"patterns_per_experience": 20, "sample_size": 20}),
+    ("agem", {"patterns_per_experience": 20, "sample_size": 20, "per_block": True}),
 ])
 def test_plugins_compose_with_ff_learners(plugin, args, digits):
     torch.manual_seed(0)
@@ -168,6 +169,37 @@ def test_plugins_compose_with_ff_learners(plugin, args, digits):
     res = s.eval(stream.test_stream)
     assert 0.0 <= res["Top1_Acc_Stream/eval_phase/test_stream"] <= 1.0
     assert all(torch.isfinite(p).all() for p in s.model.parameters())
+
+
+def test_agem_per_block_projects_each_block_on_its_own(digits):
+    from types import SimpleNamespace
+
+    from ffcl.strategies.baselines import AGEM
+
+    torch.manual_seed(0)
+    s = _strategy("sffa", digits, hidden=(8, 8), k=2)
+    params = list(s.model.parameters())
+    for p in params:
+        p.grad = torch.randn_like(p)
+    grads = [p.grad.clone() for p in params]
+    block0 = [id(p) for p in s.model.blocks[0].parameters()]
+    # reference: opposite to block 0's gradient (a conflict), along block 1's (no conflict, and
+    # larger, so the whole-vector dot product is positive)
+    ref = torch.cat([(-g if id(p) in block0 else 3 * g).flatten() for p, g in zip(params, grads)])
+    plugin = AGEM(20, 20, per_block=True)
+    plugin.memory, plugin.reference_gradients = [[torch.zeros(1)]], ref
+    plugin.after_backward(SimpleNamespace(model=s.model))
+    for p, g in zip(params, grads):
+        if id(p) in block0:  # g = -r: projected away entirely
+            assert torch.allclose(p.grad, torch.zeros_like(p), atol=1e-5)
+        else:
+            assert torch.equal(p.grad, g)  # untouched
+    whole = AGEM(20, 20)  # one projection of the whole vector: its dot is positive, nothing projected
+    for p, g in zip(params, grads):
+        p.grad = g.clone()
+    whole.buffers, whole.reference_gradients = [None], ref
+    whole.after_backward(SimpleNamespace(model=s.model, device="cpu"))
+    assert all(torch.equal(p.grad, g) for p, g in zip(params, grads))
 
 
 def test_logit_distillation_plugins_fail_clearly(digits):

@@ -158,12 +158,38 @@ class AGEM(AGEMPlugin):
     which a checkpoint cannot pickle, and a per-sample fetch every iteration. Here each
     experience's stored patterns are whole tensors and a reference batch is an index draw from
     them (``sample_size`` split evenly over the stored experiences, as Avalanche does).
+
+    ``per_block``: project each block's gradient on its own (a network with ``blocks``, the FF
+    learners): FF blocks learn from local losses, so each block's update is checked against the
+    reference gradient of that block alone, instead of one projection of the whole vector.
     """
 
-    def __init__(self, patterns_per_experience: int, sample_size: int) -> None:
+    def __init__(self, patterns_per_experience: int, sample_size: int, per_block: bool = False) -> None:
         super().__init__(patterns_per_experience, sample_size)
         self.buffer_dliter = None
         self.memory: list[list[torch.Tensor]] = []
+        self.per_block = per_block
+
+    def after_backward(self, strategy: Any, **kwargs: Any) -> None:
+        if not self.per_block or not self.memory:
+            return super().after_backward(strategy, **kwargs)
+        blocks = getattr(strategy.model, "blocks", None)
+        if blocks is None:
+            raise ConfigError("plugin 'agem': per_block needs a network made of blocks (an FF learner)")
+        offsets, start = {}, 0  # where each parameter sits in the reference gradient vector
+        for name, p in strategy.model.named_parameters():
+            offsets[id(p)] = (start, p.numel())
+            start += p.numel()
+        with torch.no_grad():
+            for block in blocks:
+                params = [p for p in block.parameters() if p.grad is not None]
+                g = torch.cat([p.grad.flatten() for p in params])
+                r = torch.cat([self.reference_gradients[offsets[id(p)][0] : sum(offsets[id(p)])] for p in params])
+                dot = torch.dot(g, r)
+                if dot < 0:  # this block's update would raise the memory loss: remove that component
+                    g = g - r * (dot / torch.dot(r, r))
+                    for p, piece in zip(params, g.split([p.numel() for p in params])):
+                        p.grad.copy_(piece.view_as(p))
 
     def sample_from_memory(self) -> list[torch.Tensor]:
         per = max(1, self.sample_size // len(self.memory))
@@ -179,9 +205,10 @@ class AGEM(AGEMPlugin):
 
 
 @register_plugin("agem")
-def agem(ctx: BuildContext, patterns_per_experience: int = 256, sample_size: int = 256) -> AGEMPlugin:
-    """Averaged GEM: one projection against the average gradient of a memory sample."""
-    return AGEM(patterns_per_experience=patterns_per_experience, sample_size=sample_size)
+def agem(ctx: BuildContext, patterns_per_experience: int = 256, sample_size: int = 256, per_block: bool = False) -> AGEMPlugin:
+    """Averaged GEM: one projection against the average gradient of a memory sample
+    (``per_block``: one projection per FF block)."""
+    return AGEM(patterns_per_experience=patterns_per_experience, sample_size=sample_size, per_block=per_block)
 
 
 @register_plugin("gdumb")
