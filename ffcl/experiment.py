@@ -132,7 +132,7 @@ def build_stream(sc: ScenarioConfig, data: Any, seed: int) -> Stream:
     )
 
 
-def test_subsets(stream: Stream, size: int, seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def sample_test_data(stream: Stream, size: int, seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Per test experience, a fixed random subset of at most ``size`` test samples (x, y)."""
     g = torch.Generator().manual_seed(seed)
     tests = []
@@ -192,9 +192,9 @@ def _setup(cfg: RunConfig, run_dir: Path, log_file: Any, resume: bool, quiet: bo
     if sc.online:  # single pass, one update per arriving mini-batch
         budget = {"epochs": 1, "batch_size": sc.online_batch_size}
     strategy_cfg = StrategyConfig(**{**to_dict(cfg.strategy), **budget})
-    ours = [BlockActivity(test_subsets(stream, 100, cfg.seed))]  # metrics that hold test data (not checkpointed)
+    ours = [BlockActivity(sample_test_data(stream, 100, cfg.seed))]  # metrics that hold test data (not checkpointed)
     if sc.anytime_every:
-        ours.append(AnytimeAccuracy(test_subsets(stream, sc.anytime_test_size, cfg.seed), sc.anytime_every))
+        ours.append(AnytimeAccuracy(sample_test_data(stream, sc.anytime_test_size, cfg.seed), sc.anytime_every))
     evaluator = EvaluationPlugin(
         accuracy_metrics(experience=True, stream=True),
         loss_metrics(stream=True),

@@ -21,6 +21,7 @@ from avalanche.evaluation import PluginMetric
 from avalanche.evaluation.metric_results import MetricValue
 
 from ..nn.ff import FFNet
+from .anytime import eval_mode, seen_test_data
 
 __all__ = ["BlockActivity", "block_activity"]
 
@@ -59,14 +60,9 @@ class BlockActivity(PluginMetric[list]):
             return None
         exp = strategy.experience
         seen = int(getattr(exp, "origin_experience", exp).current_experience) + 1
-        x = torch.cat([t[0] for t in self.tests[:seen]]).to(strategy.device)
-        y = torch.cat([t[1] for t in self.tests[:seen]]).to(strategy.device)
-        was_training = model.training
-        model.eval()
-        try:
-            stats = block_activity(model, x, y)
-        finally:
-            model.train(was_training)
+        x, y = seen_test_data(self.tests, seen)
+        with eval_mode(model):
+            stats = block_activity(model, x.to(strategy.device), y.to(strategy.device))
         if getattr(exp, "is_last_subexp", True):  # online mini-experiences: once per experience
             self.history.append(stats)
         step = strategy.clock.train_iterations

@@ -10,15 +10,34 @@ The whole curve is kept in :attr:`AnytimeAccuracy.curve` (written to metrics.jso
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
 from avalanche.evaluation import PluginMetric
 from avalanche.evaluation.metric_results import MetricValue
 
-__all__ = ["AnytimeAccuracy"]
+__all__ = ["AnytimeAccuracy", "seen_test_data", "eval_mode"]
 
 NAME = "Anytime_Acc/train_phase/seen_so_far"
+
+
+def seen_test_data(tests: list[tuple[torch.Tensor, torch.Tensor]], n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The test images and labels of the first ``n`` experiences, pooled."""
+    return torch.cat([t[0] for t in tests[:n]]), torch.cat([t[1] for t in tests[:n]])
+
+
+@contextmanager
+def eval_mode(model: torch.nn.Module) -> Iterator[None]:
+    """Evaluate in the middle of training: eval mode and no gradients, then back as it was."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        model.train(was_training)
 
 
 class AnytimeAccuracy(PluginMetric[float]):
@@ -79,20 +98,14 @@ class AnytimeAccuracy(PluginMetric[float]):
             return None
         return self._evaluate(strategy)
 
-    @torch.no_grad()
     def accuracy(self, model: torch.nn.Module, n_experiences: int, device: torch.device) -> float:
         """Accuracy of ``model`` on the first ``n_experiences`` test sets, pooled."""
-        x = torch.cat([t[0] for t in self.tests[:n_experiences]])
-        y = torch.cat([t[1] for t in self.tests[:n_experiences]])
-        was_training = model.training
-        model.eval()
-        try:
+        x, y = seen_test_data(self.tests, n_experiences)
+        with eval_mode(model):
             correct = sum(
                 int((model(x[i : i + self.batch_size].to(device)).argmax(1).cpu() == y[i : i + self.batch_size]).sum())
                 for i in range(0, len(x), self.batch_size)
             )
-        finally:
-            model.train(was_training)
         return correct / len(x)
 
     def _evaluate(self, strategy: Any) -> list[MetricValue]:
