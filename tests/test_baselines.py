@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from avalanche.core import SupervisedPlugin
 import torch
 from avalanche.evaluation.metrics import accuracy_metrics
 from avalanche.training import DER, Cumulative, JointTraining
@@ -135,7 +136,18 @@ def test_replay_policies(stream, policy, cls):
     strategy = build(small(batch_size=16, plugins={"replay": {"policy": policy, "mem_size": 30}}), stream)
     (replay,) = [p for p in strategy.plugins if isinstance(p, ReplayPlugin)]
     assert isinstance(replay.storage_policy, cls) and replay.storage_policy.max_size == 30
-    assert replay.batch_size == 16 and replay.batch_size_mem == 16  # default: as many as the minibatch
+    sizes = []
+
+    class Record(SupervisedPlugin):
+        def after_training_iteration(self, strategy, **kwargs):
+            sizes.append(len(strategy.mb_y))
+
+    strategy.plugins.append(Record())
+    strategy.train(stream.train_stream[0])
+    first = len(sizes)
+    strategy.train(stream.train_stream[1])
+    assert max(sizes[:first]) == 16  # nothing stored yet: the minibatch alone
+    assert max(sizes[first:]) == 32  # then each minibatch joined by as many buffer samples (the default)
 
 
 def test_optimizer_and_sizes_come_from_the_recipe(stream):

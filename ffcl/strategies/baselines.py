@@ -137,11 +137,8 @@ def replay(ctx: BuildContext, mem_size: int = 500, policy: str = "class_balanced
     ``batch_size_mem`` buffer samples (default: as many as the minibatch)."""
     if policy not in BUFFERS:
         raise ConfigError(f"plugin 'replay': 'policy' must be one of {', '.join(BUFFERS)}; got '{policy}'")
-    return Replay(
-        mem_size=mem_size,
-        batch_size=ctx.config.batch_size,
-        batch_size_mem=batch_size_mem or ctx.config.batch_size,
-        storage_policy=BUFFERS[policy](mem_size),
+    return Replay(  # batch sizes left unset follow the strategy's minibatch (also after `ffcl adapt --online`)
+        mem_size=mem_size, batch_size=None, batch_size_mem=batch_size_mem, storage_policy=BUFFERS[policy](mem_size)
     )
 
 
