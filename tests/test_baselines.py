@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from avalanche.core import SupervisedPlugin
 import torch
+from avalanche.core import SupervisedPlugin
 from avalanche.evaluation.metrics import accuracy_metrics
 from avalanche.training import DER, Cumulative, JointTraining
 from avalanche.training.plugins import (
