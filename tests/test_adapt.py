@@ -127,3 +127,28 @@ def test_cli_adapt(replay_run, tmp_path, capsys):
     assert "new classes {'flip0': 10, 'flip1': 11}" in text and f"adaptation directory: {out}" in text
     assert main(["adapt", str(replay_run)]) == 2
     assert "--data" in capsys.readouterr().err
+
+
+@pytest.mark.data
+def test_adapt_a_split_mnist_run_to_new_classes_from_an_npz(tmp_path):
+    """End to end on real data: Split-MNIST with replay, then two new classes (letters-like
+    patterns: MNIST digits 0 and 1 transposed) from a user .npz with class names."""
+    from conftest import build_run_config
+
+    from ffcl.data import DataError
+
+    try:
+        mnist = load_dataset("mnist")
+    except DataError as exc:
+        pytest.skip(f"MNIST is not on this machine: {exc}")
+    src = tmp_path / "split_mnist"
+    cfg = build_run_config("split_mnist", "replay", ["strategy.hidden=[128]", "scenario.epochs=1"])
+    run_experiment(cfg, src, quiet=True)
+    keep = mnist.y_test < 2  # the test images: unseen by the run as training data
+    x = (mnist.x_test[keep, 0].transpose(1, 2) * 255).round().byte().numpy()
+    np.savez(tmp_path / "new.npz", x=x, y=mnist.y_test[keep].numpy(), class_names=np.array(["T0", "T1"]))
+    assert main(["adapt", str(src), "--data", f"npz:{tmp_path / 'new.npz'}", "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    m = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert m["new_classes"] == {"T0": 10, "T1": 11}
+    assert len(m["accuracy_matrix"][0]) == 6 and m["new_accuracy_after"] > 0.8
+    assert m["old_accuracy_after"] > 0.5  # the restored replay buffer keeps the digits

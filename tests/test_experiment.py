@@ -312,3 +312,20 @@ def test_ff_runs_record_block_activity_and_forward_transfer(run_dir, make_config
     assert metrics["initial_accuracy"][1] == 0.0 and 0 < metrics["initial_accuracy"][0] < 1
     assert metrics["forward_transfer"] == pytest.approx(metrics["accuracy_matrix"][0][1] - metrics["initial_accuracy"][1])
     assert "Activation_Sparsity/block1" in (run_dir / "log.txt").read_text()
+
+
+def test_a_stream_from_an_image_folder(tmp_path, make_config):
+    from PIL import Image
+
+    from ffcl.data import load_dataset
+
+    digits = load_dataset("digits")
+    for c, name in enumerate(["zero", "one", "two"]):
+        (tmp_path / "imgs" / name).mkdir(parents=True)
+        for i, img in enumerate(digits.x_train[digits.y_train == c][:30]):
+            Image.fromarray((img[0] * 255).byte().numpy()).save(tmp_path / "imgs" / name / f"{i}.png")
+    cfg = make_config("online_split_digits", "naive", [f"scenario.dataset='folder:{tmp_path / 'imgs'}'",
+                                                       "scenario.n_experiences=3", "scenario.anytime_every=20"])
+    metrics = run_experiment(cfg, tmp_path / "run", quiet=True)
+    assert metrics["classes_per_experience"] == [[0], [1], [2]] and metrics["dataset"] == "imgs"
+    assert len(metrics["accuracy_matrix"]) == 3 and metrics["anytime"][-1]["samples"] == 72  # 80% of 90 images
