@@ -33,7 +33,7 @@ from typing import Any, Callable
 import dill
 import torch
 from avalanche.checkpointing import maybe_load_checkpoint, save_checkpoint
-from avalanche.evaluation.metrics import accuracy_metrics, loss_metrics, timing_metrics
+from avalanche.evaluation.metrics import accuracy_metrics, bwt_metrics, forgetting_metrics, loss_metrics, timing_metrics
 from avalanche.logging import TextLogger
 from avalanche.training import JointTraining
 from avalanche.training.determinism.rng_manager import RNGManager
@@ -199,6 +199,8 @@ def _setup(cfg: RunConfig, run_dir: Path, log_file: Any, resume: bool, quiet: bo
         accuracy_metrics(experience=True, stream=True),
         loss_metrics(stream=True),
         timing_metrics(experience=True),
+        forgetting_metrics(stream=True),  # Avalanche's, logged; metrics.json has the matrix-based ones
+        bwt_metrics(stream=True),
         *ours,
         loggers=[TextLogger(log_file)],
     )

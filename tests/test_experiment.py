@@ -329,3 +329,15 @@ def test_a_stream_from_an_image_folder(tmp_path, make_config):
     metrics = run_experiment(cfg, tmp_path / "run", quiet=True)
     assert metrics["classes_per_experience"] == [[0], [1], [2]] and metrics["dataset"] == "imgs"
     assert len(metrics["accuracy_matrix"]) == 3 and metrics["anytime"][-1]["samples"] == 72  # 80% of 90 images
+
+
+def test_avalanche_forgetting_and_bwt_agree_with_the_matrix(run_dir, make_config):
+    import re
+
+    metrics = run_experiment(make_config("split_digits", "naive", ["scenario.epochs=2"]), run_dir, quiet=True)
+    log = (run_dir / "log.txt").read_text()
+    last = {name: float(re.findall(rf"{name}/eval_phase/test_stream = ([-0-9.]+)", log)[-1])
+            for name in ("StreamForgetting", "StreamBWT")}
+    # Avalanche measures forgetting from the accuracy right after training (a[j][j]): that is -BWT
+    assert last["StreamBWT"] == pytest.approx(metrics["bwt"], abs=1e-4)
+    assert last["StreamForgetting"] == pytest.approx(-metrics["bwt"], abs=1e-4)
