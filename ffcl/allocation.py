@@ -145,6 +145,17 @@ class NeuronAllocation(SupervisedPlugin):
         if self.model is not strategy.model:
             self.attach(strategy.model)
 
+    def before_training_exp(self, strategy: Any, **kwargs: Any) -> None:
+        if self.model is None or not getattr(strategy.experience, "is_first_subexp", True):
+            return
+        seen = sorted(int(c) for c in strategy.experience.classes_in_this_experience if self.model.frozen[c])
+        if seen:
+            warnings.warn(
+                f"neuron allocation: classes {seen} were learnt in an earlier experience and are frozen; their "
+                "new samples teach nothing. Allocation is for class-incremental streams (each class in one experience).",
+                stacklevel=2,
+            )
+
     def before_training_iteration(self, strategy: Any, **kwargs: Any) -> None:
         self.allocate([int(c) for c in strategy.mb_y.unique() if not self.model.frozen[c]])
 

@@ -133,3 +133,18 @@ def test_allocation_needs_split_layers(digits):
                        evaluator=EvaluationPlugin(loggers=[]))
     with pytest.raises(TypeError, match="split into positive and negative"):
         s.train(make_stream(digits, 5).train_stream[0])
+
+
+def test_classes_that_return_after_their_experience_get_a_warning(digits):
+    from ffcl.data.streams import make_drift_stream
+
+    torch.manual_seed(0)
+    stream = make_drift_stream(digits, 2)  # every class in both experiences
+    s, _ = _alloc_strategy(digits, hidden=(40,), epochs=1)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        s.train(stream.train_stream[0])
+        assert not any("are frozen" in str(w.message) for w in caught)
+        s.train(stream.train_stream[1])
+    assert any("classes [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]" in str(w.message) and "class-incremental" in str(w.message)
+               for w in caught)
