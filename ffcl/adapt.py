@@ -33,7 +33,6 @@ from .data import DataError, TensorData, load_dataset, make_stream
 from .experiment import (
     CHECKPOINT,
     RunError,
-    _accuracy_row,
     _checkpoint,
     _write_json,
     build_stream,
@@ -41,7 +40,7 @@ from .experiment import (
     load_run_config,
     resolve_device,
 )
-from .metrics import peak_memory_mb
+from .metrics import accuracy_row, peak_memory_mb
 
 __all__ = ["adapt_run", "relabel"]
 
@@ -143,7 +142,7 @@ def adapt_run(
         strategy.evaluator.loggers = [TextLogger(log_file)]
         progress = getattr(strategy, "ffcl_adapt", None) if resumable else None
         if progress is None:  # row 0: the learner as the run left it; labels it does not have score 0
-            old_row = _accuracy_row(strategy.eval(old_stream.test_stream), n_old)
+            old_row = accuracy_row(strategy.eval(old_stream.test_stream), n_old)
             progress = {"rows": [old_row + [0.0] * (len(tests) - n_old)], "train_time_s": []}
         _grow(strategy.model, new_data.num_classes)
         if settings["online"]:
@@ -158,7 +157,7 @@ def adapt_run(
             t0 = time.perf_counter()
             strategy.train(exp)
             progress["train_time_s"].append(time.perf_counter() - t0)
-            row = _accuracy_row(strategy.eval(test_stream), len(tests))
+            row = accuracy_row(strategy.eval(test_stream), len(tests))
             progress["rows"].append(row)
             strategy.ffcl_adapt = progress
             _checkpoint(strategy, out / CHECKPOINT)

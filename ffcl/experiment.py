@@ -45,7 +45,7 @@ from .config import RunConfig, ScenarioConfig, StrategyConfig, from_dict, to_dic
 from .data import Stream, load_dataset, make_stream
 from .data.loaders import dataset_tensors
 from .data.streams import make_drift_stream
-from .metrics import AnytimeAccuracy, BlockActivity, peak_memory_mb, summarize
+from .metrics import AnytimeAccuracy, BlockActivity, MatrixSummary, accuracy_row, peak_memory_mb, summarize
 from .progress import ProgressPlugin
 from .strategies import build_strategy
 
@@ -143,10 +143,6 @@ def sample_test_data(stream: Stream, size: int, seed: int) -> list[tuple[torch.T
     return tests
 
 
-def _accuracy_row(results: dict[str, float], n_exp: int) -> list[float]:
-    return [float(results[f"Top1_Acc_Exp/eval_phase/test_stream/Exp{j:03d}"]) for j in range(n_exp)]
-
-
 def run_experiment(
     cfg: RunConfig | None,
     run_dir: str | Path,
@@ -201,6 +197,7 @@ def _setup(cfg: RunConfig, run_dir: Path, log_file: Any, resume: bool, quiet: bo
         timing_metrics(experience=True),
         forgetting_metrics(stream=True),  # Avalanche's, logged; metrics.json has the matrix-based ones
         bwt_metrics(stream=True),
+        MatrixSummary(stream.n_experiences),
         *ours,
         loggers=[TextLogger(log_file)],
     )
@@ -242,7 +239,7 @@ def _train(
     )
     groups = [[stream.benchmark.train_stream]] if joint else _train_groups(stream)
     if "initial" not in progress:  # the untrained learner, the reference b of forward transfer
-        progress["initial"] = _accuracy_row(strategy.eval(stream.test_stream), n_exp)
+        progress["initial"] = accuracy_row(strategy.eval(stream.test_stream), n_exp)
     for i, group in enumerate(groups):
         if i < len(progress["rows"]):
             continue
@@ -251,7 +248,7 @@ def _train(
         for exp in bar:
             strategy.train(exp)
         t1 = time.perf_counter()
-        row = _accuracy_row(strategy.eval(stream.test_stream), n_exp)
+        row = accuracy_row(strategy.eval(stream.test_stream), n_exp)
         progress["rows"].append(row)
         progress["train_time_s"].append(t1 - t0)
         progress["eval_time_s"].append(time.perf_counter() - t1)

@@ -341,3 +341,16 @@ def test_avalanche_forgetting_and_bwt_agree_with_the_matrix(run_dir, make_config
     # Avalanche measures forgetting from the accuracy right after training (a[j][j]): that is -BWT
     assert last["StreamBWT"] == pytest.approx(metrics["bwt"], abs=1e-4)
     assert last["StreamForgetting"] == pytest.approx(-metrics["bwt"], abs=1e-4)
+
+
+def test_matrix_summaries_are_logged_through_avalanche(run_dir, make_config):
+    import re
+
+    metrics = run_experiment(make_config("split_digits", "naive", ["scenario.epochs=2"]), run_dir, quiet=True)
+    log = (run_dir / "log.txt").read_text()
+    # after each of the 5 experiences, each summary that is defined so far (plasticity and FWT need all rows)
+    for key, times in (("final_average_accuracy", 5), ("average_forgetting", 4), ("bwt", 4), ("plasticity", 1),
+                       ("forward_transfer", 1)):
+        logged = re.findall(rf"Summary/{key} = ([-0-9.]+)", log)
+        assert len(logged) == times and float(logged[-1]) == pytest.approx(metrics[key], abs=1e-4)
+    assert float(re.findall(r"Summary/peak_memory_mb = ([0-9.]+)", log)[-1]) > 0
