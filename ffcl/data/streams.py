@@ -98,14 +98,12 @@ def make_stream(
         )
         torch.random.set_rng_state(rng_state)
     else:  # labels with gaps (new classes of a run's label space): Avalanche wants labels 0..max, split by hand
-        groups = [order[sum(sizes[:i]) : sum(sizes[: i + 1])] for i in range(n_experiences)]
+        groups = [torch.tensor(order[sum(sizes[:i]) : sum(sizes[: i + 1])]) for i in range(n_experiences)]
 
-        def split(x: torch.Tensor, y: torch.Tensor) -> list[Any]:
-            return [_as_taskaware_supervised_classification_dataset(TensorDataset(x[m], y[m]))
-                    for m in (torch.isin(y, torch.tensor(g)) for g in groups)]
+        def parts(x: torch.Tensor, y: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+            return [(x[torch.isin(y, g)], y[torch.isin(y, g)]) for g in groups]
 
-        benchmark = with_classes_timeline(benchmark_from_datasets(
-            train=split(data.x_train, data.y_train), test=split(data.x_test, data.y_test)))
+        benchmark = _from_parts(parts(data.x_train, data.y_train), parts(data.x_test, data.y_test))
     per_exp = [sorted(int(c) for c in exp.classes_in_this_experience) for exp in benchmark.test_stream]
 
     return _finish(benchmark, per_exp, data, seed, online, online_experience_size)
@@ -150,11 +148,20 @@ def make_drift_stream(
         amount = strength * i / (n_experiences - 1)
         x_tr = shift(data.x_train[part], drift, amount, seed + i)
         x_te = shift(data.x_test, drift, amount, seed + 1000 + i)
-        train.append(_as_taskaware_supervised_classification_dataset(TensorDataset(x_tr, data.y_train[part])))
-        test.append(_as_taskaware_supervised_classification_dataset(TensorDataset(x_te, data.y_test)))
-    benchmark = with_classes_timeline(benchmark_from_datasets(train=train, test=test))
+        train.append((x_tr, data.y_train[part]))
+        test.append((x_te, data.y_test))
+    benchmark = _from_parts(train, test)
     per_exp = [list(range(data.num_classes))] * n_experiences
     return _finish(benchmark, per_exp, data, seed, online, online_experience_size)
+
+
+def _from_parts(train: list[tuple[torch.Tensor, torch.Tensor]], test: list[tuple[torch.Tensor, torch.Tensor]]) -> Any:
+    """An Avalanche benchmark whose experience i is the tensors ``train[i]`` / ``test[i]``."""
+
+    def wrap(parts: list[tuple[torch.Tensor, torch.Tensor]]) -> list[Any]:
+        return [_as_taskaware_supervised_classification_dataset(TensorDataset(x, y)) for x, y in parts]
+
+    return with_classes_timeline(benchmark_from_datasets(train=wrap(train), test=wrap(test)))
 
 
 def _finish(benchmark: Any, per_exp: list[list[int]], data: TensorData, seed: int, online: bool, online_experience_size: int | None) -> Stream:
