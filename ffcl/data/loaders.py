@@ -129,7 +129,7 @@ class ReplayTensorLoader(TensorLoader):
 class TensorLoaders:
     """Template mixin: train and evaluate from tensors resident on the strategy's device.
 
-    Put it before the Avalanche template in the bases, e.g. ``class Naive(TensorLoaders,
+    Put it before the Avalanche template in the bases, e.g. ``class TensorNaive(TensorLoaders,
     SupervisedTemplate)``. Plugins that replace ``strategy.dataloader`` (replay) keep working;
     ffcl's replay plugin builds a :class:`ReplayTensorLoader` for templates with this mixin.
     """

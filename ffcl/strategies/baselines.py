@@ -40,7 +40,7 @@ from .registry import BuildContext, register_learner, register_plugin
 # --------------------------------------------------------------------------- learners
 
 
-class Naive(TensorLoaders, SupervisedTemplate):
+class TensorNaive(TensorLoaders, SupervisedTemplate):
     """Avalanche's plain template, loading minibatches from device-resident tensors."""
 
 
@@ -64,7 +64,7 @@ def _bp(ctx: BuildContext, template: type[SupervisedTemplate], **kwargs: object)
 @register_learner("mlp")
 def mlp(ctx: BuildContext) -> SupervisedTemplate:
     """Back-propagation MLP trained by Avalanche's plain template (Naive unless plugins are added)."""
-    return _bp(ctx, Naive)
+    return _bp(ctx, TensorNaive)
 
 
 @register_learner("cumulative")
