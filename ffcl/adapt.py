@@ -95,11 +95,12 @@ def adapt_run(
     out = Path(out)
     start = time.perf_counter()
     if resume:
-        if not (out / "config.json").is_file() or "adapt" not in json.loads((out / "config.json").read_text()):
+        saved = json.loads((out / "config.json").read_text()) if (out / "config.json").is_file() else {}
+        if "adapt" not in saved:
             raise RunError(f"{out} is not an adaptation directory (no config.json from `ffcl adapt`)")
         if (out / "metrics.json").exists():
             raise RunError(f"{out} has already finished (metrics.json exists); nothing to resume")
-        settings = json.loads((out / "config.json").read_text())["adapt"]
+        settings = saved["adapt"]
     else:
         if source is None or data is None:
             raise RunError("a new adaptation needs the source run directory and --data")

@@ -34,8 +34,11 @@ def _direct(ds: Any) -> list[torch.Tensor] | None:
     datasets = getattr(flat, "_datasets", None)
     if not datasets or not all(isinstance(d, TensorDataset) and len(d.tensors) >= 2 for d in datasets):
         return None
-    n = len(flat._indices) if flat._indices is not None else sum(len(d) for d in datasets)
-    idx = torch.as_tensor(list(flat._indices), dtype=torch.long) if flat._indices is not None else torch.arange(n)
+    if flat._indices is None:
+        idx = torch.arange(sum(len(d) for d in datasets))
+    else:
+        idx = torch.as_tensor(list(flat._indices), dtype=torch.long)
+    n = len(idx)
     offsets = torch.tensor([0] + [len(d) for d in datasets]).cumsum(0)
     which = torch.searchsorted(offsets, idx, right=True) - 1  # the dataset each index falls in
     first = datasets[0].tensors
