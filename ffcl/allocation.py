@@ -72,11 +72,14 @@ class NeuronAllocation(SupervisedPlugin):
     the experience that taught the class (see the module docstring).
 
     :param max_classes: classes the layers are divided among (default: all the stream's classes).
+    :param freeze: freeze a class's neurons after its experience (``False``: they keep learning,
+        for use with replay, which still shows the old classes).
     """
 
-    def __init__(self, max_classes: int | None = None) -> None:
+    def __init__(self, max_classes: int | None = None, freeze: bool = True) -> None:
         super().__init__()
         self.max_classes = max_classes
+        self.freeze_after_experience = freeze
         self.model: FFNet | None = None
         self.snapshots: list[dict[str, torch.Tensor]] = []
         self.new_classes: set[int] = set()
@@ -176,6 +179,6 @@ class NeuronAllocation(SupervisedPlugin):
                         p[..., frozen] = snap[name][..., frozen]
 
     def after_training_exp(self, strategy: Any, **kwargs: Any) -> None:
-        if getattr(strategy.experience, "is_last_subexp", True) and self.new_classes:  # online: at the end of the origin experience
+        if self.freeze_after_experience and getattr(strategy.experience, "is_last_subexp", True) and self.new_classes:  # online: at the end of the origin experience
             self.freeze(self.new_classes)
             self.new_classes = set()

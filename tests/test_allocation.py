@@ -20,11 +20,14 @@ def digits():
     return load_dataset("digits")
 
 
-def _alloc_strategy(data, *, hidden=(40, 40), max_classes=None, epochs=2, hybrid=1.0):
+def _alloc_strategy(data, *, hidden=(40, 40), max_classes=None, epochs=2, hybrid=1.0, freeze=True, replay=False):
+    alloc = {"max_classes": max_classes} if max_classes else {}
+    plugins = {"allocation": alloc if freeze else {**alloc, "freeze": False}}
+    if replay:
+        plugins["replay"] = {"mem_size": 100}
     cfg = StrategyConfig(
         learner="sffa", hidden=list(hidden), epochs=epochs, batch_size=32, lr=3e-3,
-        learner_args={"k": 3, "hybrid_negatives": hybrid},
-        plugins={"allocation": {"max_classes": max_classes} if max_classes else {}},
+        learner_args={"k": 3, "hybrid_negatives": hybrid}, plugins=plugins,
     )
     s = build_strategy(cfg, input_shape=data.input_shape, num_classes=data.num_classes,
                        evaluator=EvaluationPlugin(accuracy_metrics(experience=True, stream=True), loggers=[]))
@@ -60,6 +63,21 @@ def test_old_classes_keep_their_weights_and_scores(digits):
     with torch.no_grad():
         torch.testing.assert_close(s.model(x)[:, :2], scores_before)  # the old classes' scores are exactly frozen
     assert s.model.frozen[:6].all() and not s.model.frozen[6:].any()
+
+
+def test_unfrozen_allocation_keeps_owners_but_lets_old_classes_learn(digits):
+    """``freeze = false`` (for use with replay): classes keep their own neurons, which go on learning."""
+    torch.manual_seed(0)
+    stream = make_stream(digits, 5)
+    s, plugin = _alloc_strategy(digits, freeze=False, replay=True)
+    s.train(stream.train_stream[0])
+    owners = [b.owner.clone() for b in s.model.blocks]
+    before = _class_params(s.model, 0)
+    s.train(stream.train_stream[1])
+    assert not s.model.frozen.any()
+    for old, block in zip(owners, s.model.blocks):  # old owners kept, new classes took free neurons
+        assert torch.equal(block.owner[old >= 0], old[old >= 0]) and (block.owner == 2).any()
+    assert any(not torch.equal(a, b) for a, b in zip(before, _class_params(s.model, 0))), "class 0 never learnt from replay"
 
 
 def test_free_pool_shrinks_as_classes_arrive(digits):

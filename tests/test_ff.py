@@ -111,9 +111,10 @@ def test_fused_and_blockwise_updates_give_the_same_gradients(learner, args, digi
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
 
 
-def test_batched_inference_equals_a_loop_over_labels(digits):
+@pytest.mark.parametrize("objective", ["sffa", "hinton", "distance"])  # winners-only and zero-padded goodness
+def test_batched_inference_equals_a_loop_over_labels(digits, objective):
     torch.manual_seed(0)
-    net = FFNet(digits.input_shape, [32, 32], 10, make_objective("sffa"), split=True, k=4)
+    net = FFNet(digits.input_shape, [32, 32], 10, make_objective(objective), split=objective == "sffa", k=4)
     net.activate(torch.arange(10))
     net.max_rows = 50  # force several chunks
     x = digits.x_test[:37]

@@ -235,8 +235,11 @@ class FFNet(nn.Module):
             width = block.units // parts
             vals, idx = z.view(b, c, parts, width).topk(block.k, dim=-1)
             if i in self.score_layers:
-                h = torch.zeros_like(z).view(b, c, parts, width).scatter_(-1, idx, vals)
-                total = total + self.objective.goodness(h.view(b, c, block.units))
+                if self.objective.sums_over_units:  # the winners alone (per half) give the same goodness
+                    h = vals.reshape(b, c, parts * block.k)
+                else:
+                    h = torch.zeros_like(z).view(b, c, parts, width).scatter_(-1, idx, vals).view(b, c, block.units)
+                total = total + self.objective.goodness(h)
             if i + 1 < len(self.blocks):  # per-part RMS normalisation of the winners, as rms_normalize
                 vals = vals / (vals.pow(2).sum(-1, keepdim=True) / width + 1e-6).sqrt()
                 idx = idx + torch.arange(parts, device=idx.device)[:, None] * width

@@ -17,7 +17,12 @@ class Objective(nn.Module):
     ``loss(h)`` takes the activities of one layer for a positive and K negative candidates,
     ``h[B, 1+K, D]`` (column 0 is the true label), and returns a scalar. ``context`` is the
     goodness of the other layers, already detached, for objectives with layer collaboration.
+
+    ``sums_over_units``: the goodness reads the activity only through sums over units (per half),
+    so units that are zero can be left out: sparse inference then scores the k winners alone.
     """
+
+    sums_over_units: bool = False
 
     def goodness(self, h: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

@@ -8,7 +8,7 @@ contrasts the positive with several negatives at once:
     L = log(1 + sum_{c != y} exp(gamma (s_c - s_y + m)))            (N-pair margin, one anchor)
 
 with s the mean squared activity of the layer, gamma = 4 and m = 0.5 (algorithms.md proposal; the
-paper's exact loss is not public, see docs/objectives.md for the alternatives measured).
+paper's exact loss is not public, see docs/learners.md for the alternatives measured).
 Layer collaboration (Lorberbom et al. 2024, the local form of DF's "layer-collaboration local
 updates"): each layer's scores are added to the *detached* scores of the other layers before the
 loss, so every layer learns what the whole network still gets wrong while no gradient leaves it.

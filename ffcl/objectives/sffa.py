@@ -19,6 +19,8 @@ EPS = 1e-4
 
 @register_objective("sffa")
 class SFFA(Objective):
+    sums_over_units = True
+
     def __init__(self, collapse_weight: float = 10.0) -> None:
         super().__init__()
         self.collapse_weight = collapse_weight

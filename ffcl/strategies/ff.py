@@ -18,15 +18,16 @@ from .registry import BuildContext, register_learner
 @register_learner("ff")
 def ff(
     ctx: BuildContext,
-    theta: float | None = None,
-    negatives: str = "random",
+    theta: float | None = 30.0,
+    negatives: str = "hardest",
     n_negatives: int = 1,
     update: str = "fused",
     residual: bool = False,
     score_first_layer: bool = False,
     seed: int = 0,
 ) -> FFTemplate:
-    """Hinton FF. ``theta`` defaults to each layer's width; ``residual`` also feeds the image and
+    """Hinton FF. ``theta`` is the goodness threshold (``None``: each layer's width, as loeweX; the
+    default 30 was measured best, docs/learners.md); ``residual`` also feeds the image and
     label to every layer (as SFFA does); ``score_first_layer`` counts the first layer's goodness."""
     model = FFNet(
         ctx.input_shape, ctx.config.hidden, ctx.num_classes, HintonFF(theta),

@@ -45,6 +45,6 @@ def sffa(
 
 
 @register_plugin("allocation")
-def allocation(ctx: BuildContext, max_classes: int | None = None) -> NeuronAllocation:
-    """Sparsity-based neuron allocation (ffcl.allocation): each class owns and then freezes its neurons."""
-    return NeuronAllocation(max_classes=max_classes or ctx.num_classes)
+def allocation(ctx: BuildContext, max_classes: int | None = None, freeze: bool = True) -> NeuronAllocation:
+    """Sparsity-based neuron allocation (ffcl.allocation): each class owns (and then freezes) its neurons."""
+    return NeuronAllocation(max_classes=max_classes or ctx.num_classes, freeze=freeze)
