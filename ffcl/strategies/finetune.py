@@ -26,8 +26,9 @@ __all__ = ["BalancedFinetune"]
 class BalancedFinetune(SupervisedPlugin):
     """Fine-tune on the replay buffer for ``epochs`` epochs at learning rate ``lr`` after each experience.
 
-    Needs a replay plugin with a class-balanced buffer listed *before* it (its buffer must be
-    updated first), and must come after any learning-rate schedule (it sets the rate of its steps).
+    Needs a replay plugin listed *before* it (its buffer must be updated first; with a
+    class-balanced buffer the fine-tuning is balanced), and must come after any learning-rate
+    schedule (it sets the rate of its steps).
     """
 
     def __init__(self, lr: float, epochs: int = 1, batch_size: int | None = None) -> None:
