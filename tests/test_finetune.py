@@ -71,6 +71,6 @@ def test_finetuning_runs_the_ff_training_step_on_the_buffer(digits):
     s.train(stream.train_stream[0])
     s.train(stream.train_stream[1])
     tuned = [n for active, n in seen if active]
-    assert sum(tuned) == 2 * 2 * 60 // 2 + 2 * 60  # 2 epochs over 30 samples after exp 0, over 60 after exp 1
+    assert sum(tuned) == 2 * 60 + 2 * 60  # 2 epochs over the full 60-sample buffer after each experience
     with pytest.raises(ConfigError, match="epochs >= 1"):
         BalancedFinetune(lr=0.1, epochs=0)
