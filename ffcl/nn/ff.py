@@ -85,6 +85,7 @@ class FFBlock(nn.Module):
         self.bias = nn.Parameter(torch.empty(units).uniform_(-bound, bound))
         self.units, self.k, self.split = units, k, split
         self.owner: torch.Tensor | None = None  # class owning each unit (-1: free); set by ffcl.allocation
+        self.register_buffer("mean_activity", torch.zeros(units))  # running mean on positives (peer normalisation)
 
     def mask(self, h: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """With neuron allocation, the pass for label c keeps only the units class c owns."""

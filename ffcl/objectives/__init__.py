@@ -3,7 +3,8 @@
 from .base import OBJECTIVES, Objective, make_objective, register_objective
 from .distance import DistanceNPair
 from .hinton import HintonFF
+from .peer import peer_normalization
 from .sffa import SFFA
 from .symba import SymBa
 
-__all__ = ["OBJECTIVES", "Objective", "make_objective", "register_objective", "DistanceNPair", "HintonFF", "SFFA", "SymBa"]
+__all__ = ["OBJECTIVES", "Objective", "make_objective", "register_objective", "DistanceNPair", "HintonFF", "SFFA", "SymBa", "peer_normalization"]

@@ -26,6 +26,7 @@ def df(
     code_p: float = 0.1,
     code_scale: float = 1.0,
     update: str = "fused",
+    peer_normalization: float = 0.0,
     seed: int = 0,
 ) -> FFTemplate:
     """DF with an N-pair margin loss over ``n_negatives`` wrong labels per image (by default the
@@ -36,5 +37,5 @@ def df(
     )
     return FFTemplate(
         model=model, optimizer=ctx.optimizer(model.parameters()), negatives=negatives,
-        n_negatives=n_negatives, collaboration=collaboration, update=update, **ctx.template_kwargs(),
+        n_negatives=n_negatives, collaboration=collaboration, update=update, peer_normalization=peer_normalization, **ctx.template_kwargs(),
     )

@@ -22,6 +22,7 @@ def ff(
     negatives: str = "hardest",
     n_negatives: int = 1,
     update: str = "fused",
+    peer_normalization: float = 0.0,
     residual: bool = False,
     score_first_layer: bool = False,
     seed: int = 0,
@@ -35,5 +36,5 @@ def ff(
     )
     return FFTemplate(
         model=model, optimizer=ctx.optimizer(model.parameters()), negatives=negatives,
-        n_negatives=n_negatives, update=update, **ctx.template_kwargs(),
+        n_negatives=n_negatives, update=update, peer_normalization=peer_normalization, **ctx.template_kwargs(),
     )

@@ -26,6 +26,7 @@ from ..allocation import hybrid_images
 from ..config import ConfigError
 from ..data.loaders import TensorLoaders
 from ..nn.ff import FFNet
+from ..objectives import peer_normalization
 
 __all__ = ["FFTemplate", "ScoreCrossEntropy", "sample_negatives", "NEGATIVES"]
 
@@ -80,6 +81,8 @@ class FFTemplate(TensorLoaders, SupervisedTemplate):
     :param hybrid_negatives: self-generated negatives per sample (``ffcl.allocation.hybrid_images``:
         two batch images of different classes blended through a blurred mask, shown as a negative
         with the labels of both).
+    :param peer_normalization: weight of the peer-normalisation penalty that keeps every unit of
+        a block in use (``ffcl.objectives.peer``; 0 turns it off).
     """
 
     def __init__(
@@ -92,6 +95,7 @@ class FFTemplate(TensorLoaders, SupervisedTemplate):
         collaboration: bool = False,
         update: str = "fused",
         hybrid_negatives: float = 0.0,
+        peer_normalization: float = 0.0,
         **kwargs: Any,
     ) -> None:
         if negatives not in NEGATIVES:
@@ -100,6 +104,8 @@ class FFTemplate(TensorLoaders, SupervisedTemplate):
             raise ConfigError(f"update must be one of {', '.join(UPDATES)}, got '{update}'")
         if n_negatives < 1:
             raise ConfigError(f"n_negatives must be >= 1, got {n_negatives}")
+        if peer_normalization < 0:
+            raise ConfigError(f"peer_normalization must be >= 0, got {peer_normalization}")
         if hybrid_negatives < 0:
             raise ConfigError(f"hybrid_negatives must be >= 0, got {hybrid_negatives}")
         for p in kwargs.get("plugins") or []:
@@ -113,6 +119,7 @@ class FFTemplate(TensorLoaders, SupervisedTemplate):
         self.negatives, self.n_negatives = negatives, n_negatives
         self.collaboration, self.update = collaboration, update
         self.hybrid_negatives = hybrid_negatives
+        self.peer_weight = peer_normalization
         self._acts: list[torch.Tensor] | None = None
         self._labels: torch.Tensor | None = None
         self._hybrid: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -154,6 +161,13 @@ class FFTemplate(TensorLoaders, SupervisedTemplate):
         total = g.sum(-1)
         return [total - g[..., i] for i in range(g.shape[-1])]
 
+    def _local_loss(self, block: torch.nn.Module, a: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
+        """One block's loss: its objective, plus peer normalisation of its positive activities."""
+        loss = self.model.objective.loss(a, context)
+        if self.peer_weight:
+            loss = loss + self.peer_weight * peer_normalization(a[:, 0], block.mean_activity)
+        return loss
+
     def criterion(self) -> torch.Tensor:
         if not self.is_training:
             return super().criterion()
@@ -165,7 +179,7 @@ class FFTemplate(TensorLoaders, SupervisedTemplate):
             return sum(p.sum() * 0 for p in model.parameters())
         if self.update == "fused":
             contexts = self._contexts(model.goodness(self._acts))
-            return extra + sum(obj.loss(a, c) for a, c in zip(self._acts, contexts))
+            return extra + sum(self._local_loss(b, a, c) for b, a, c in zip(model.blocks, self._acts, contexts))
         # blockwise: one block's graph alive at a time; same gradients as the fused sum
         x = self.mb_x.flatten(1)
         contexts: list[torch.Tensor | None] = [None] * len(model.blocks)
@@ -178,7 +192,7 @@ class FFTemplate(TensorLoaders, SupervisedTemplate):
         total, h = torch.zeros((), device=x.device) + extra, None
         for block, ctx in zip(model.blocks, contexts):
             a = block(x, model.codes, self._labels, h)
-            loss = obj.loss(a, ctx)
+            loss = self._local_loss(block, a, ctx)
             loss.backward()
             total = total + loss.detach()
             h = model.next_input(a)

@@ -29,6 +29,7 @@ def sffa(
     negatives: str = "random",
     n_negatives: int = 1,
     update: str = "fused",
+    peer_normalization: float = 0.0,
     hybrid_negatives: float = 0.0,
     seed: int = 0,
 ) -> FFTemplate:
@@ -40,7 +41,7 @@ def sffa(
     )
     return FFTemplate(
         model=model, optimizer=ctx.optimizer(model.parameters()), negatives=negatives,
-        n_negatives=n_negatives, update=update, hybrid_negatives=hybrid_negatives, **ctx.template_kwargs(),
+        n_negatives=n_negatives, update=update, peer_normalization=peer_normalization, hybrid_negatives=hybrid_negatives, **ctx.template_kwargs(),
     )
 
 
