@@ -126,10 +126,13 @@ def test_fused_and_blockwise_updates_give_the_same_gradients(learner, args, digi
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
 
 
-@pytest.mark.parametrize("objective", ["sffa", "hinton", "distance"])  # winners-only and zero-padded goodness
-def test_batched_inference_equals_a_loop_over_labels(digits, objective):
+@pytest.mark.parametrize("objective,boost", [("sffa", 0.0), ("sffa", 1.0), ("hinton", 0.0), ("distance", 0.0)])
+def test_batched_inference_equals_a_loop_over_labels(digits, objective, boost):
+    """Winners-only (SFFA) and zero-padded goodness; boosted k-WTA ranks the same in both paths."""
     torch.manual_seed(0)
-    net = FFNet(digits.input_shape, [32, 32], 10, make_objective(objective), split=objective == "sffa", k=4)
+    net = FFNet(digits.input_shape, [32, 32], 10, make_objective(objective), split=objective == "sffa", k=4, boost=boost)
+    for block in net.blocks:  # uneven duty cycles, so the boosted ranking differs from the plain one
+        block.duty.uniform_(0, 2 * block.density)
     net.activate(torch.arange(10))
     net.max_rows = 50  # force several chunks
     x = digits.x_test[:37]
@@ -139,6 +142,21 @@ def test_batched_inference_equals_a_loop_over_labels(digits, objective):
     loop = torch.stack([net.scores(x, torch.full((37, 1), c)).squeeze(1) for c in range(10)], 1)
     torch.testing.assert_close(batched, loop)
     torch.testing.assert_close(sparse, loop, rtol=1e-5, atol=1e-6)
+
+
+def test_kwta_boosting_brings_idle_units_into_use(digits):
+    usage = {}
+    for boost in (0.0, 1.0):
+        torch.manual_seed(0)
+        s = _strategy("sffa", digits, hidden=(200, 200), epochs=3, k=8, boost=boost)
+        s.train(make_stream(digits, 1).train_stream[0])
+        with torch.no_grad():
+            acts = s.model.activities(digits.x_test, digits.y_test[:, None])
+        usage[boost] = [(a[:, 0] > 0).any(0).float().mean().item() for a in acts]
+        if boost:  # duty cycles track the win rate: their mean is the target density k / width
+            for block in s.model.blocks:
+                assert block.duty.mean().item() == pytest.approx(block.density, rel=0.3)
+    assert all(b > a for a, b in zip(usage[0.0], usage[1.0])), usage
 
 
 def test_only_seen_classes_are_candidates(digits):

@@ -55,13 +55,15 @@ def rms_normalize(h: torch.Tensor, split: bool = False, eps: float = 1e-6) -> to
     return (p / (p.pow(2).mean(-1, keepdim=True) + eps).sqrt()).view(h.shape)
 
 
-def kwta(h: torch.Tensor, k: int, split: bool = False) -> torch.Tensor:
-    """k-winners-take-all: keep the k largest units (per half with ``split``), zero the rest."""
+def kwta(h: torch.Tensor, k: int, split: bool = False, gain: torch.Tensor | None = None) -> torch.Tensor:
+    """k-winners-take-all: keep the k largest units (per half with ``split``), zero the rest.
+    With ``gain`` [D] (boosting), the winners are the k largest of h * gain; they keep their h."""
     p = _parts(h, split)
     if k >= p.shape[-1]:
         return h
-    threshold = p.topk(k, dim=-1).values[..., -1:]
-    return (p * (p >= threshold)).view(h.shape)
+    ranked = p if gain is None else _parts(h * gain, split)
+    threshold = ranked.topk(k, dim=-1).values[..., -1:]
+    return (p * (ranked >= threshold)).view(h.shape)
 
 
 class FFBlock(nn.Module):
@@ -69,9 +71,18 @@ class FFBlock(nn.Module):
 
     Weights are stored input-major ([in, units]) so a sparse input (the k winners of the block
     below) is a weighted sum of weight rows: ``F.embedding_bag``, no dense product.
+
+    ``boost`` > 0 turns on k-WTA boosting (Ahmad & Scheinkman 2019, "How can we be so dense?"):
+    each unit's duty cycle d_i (how often it wins on positive passes, a running mean) sets a gain
+    exp(boost * (t - d_i) / t), with t = k / width the target density, and the winners are the
+    k largest of h * gain (in training and at inference). Units that rarely win are favoured, so
+    more of the layer is used. The training step updates the duty cycles (:meth:`update_duty`).
     """
 
-    def __init__(self, prev_dim: int, input_dim: int, code_dim: int, units: int, *, k: int | None = None, split: bool = False) -> None:
+    def __init__(
+        self, prev_dim: int, input_dim: int, code_dim: int, units: int, *,
+        k: int | None = None, split: bool = False, boost: float = 0.0,
+    ) -> None:
         super().__init__()
         if split and units % 2:
             raise ValueError(f"a block split into positive and negative neurons needs an even width, got {units}")
@@ -86,6 +97,26 @@ class FFBlock(nn.Module):
         self.units, self.k, self.split = units, k, split
         self.owner: torch.Tensor | None = None  # class owning each unit (-1: free); set by ffcl.allocation
         self.register_buffer("mean_activity", torch.zeros(units))  # running mean on positives (peer normalisation)
+        self.boost = boost
+        self.register_buffer("duty", torch.full((units,), self.density))  # win rate on positives (boosting)
+
+    @property
+    def density(self) -> float:
+        """The fraction of units (per half) that win the k-WTA: k / width."""
+        return min(1.0, self.k / (self.units // (2 if self.split else 1))) if self.k else 1.0
+
+    @torch.no_grad()
+    def update_duty(self, h_pos: torch.Tensor, rate: float = 0.01) -> None:
+        """Move the duty cycles towards the win rate of positive activities h_pos [B, units]
+        (called by the training step once per minibatch; a no-op without boosting)."""
+        if self.boost and self.k:
+            self.duty.lerp_((h_pos > 0).float().mean(0), rate)
+
+    def gain(self) -> torch.Tensor | None:
+        """Each unit's boosting factor for the k-WTA ranking (None without boosting)."""
+        if not (self.boost and self.k):
+            return None
+        return torch.exp(self.boost * (1 - self.duty / self.density))
 
     def mask(self, h: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """With neuron allocation, the pass for label c keeps only the units class c owns."""
@@ -116,7 +147,9 @@ class FFBlock(nn.Module):
     def forward(self, x: torch.Tensor, codes: torch.Tensor, labels: torch.Tensor, h_prev: torch.Tensor | None) -> torch.Tensor:
         """x [B, Din], codes [classes, Dc], labels [B, K], h_prev [B, K, Dp] (normalised, detached) -> [B, K, units]."""
         h = self.mask(torch.relu(self.preactivation(x, codes, labels, h_prev)), labels)
-        return kwta(h, self.k, self.split) if self.k else h
+        if not self.k:
+            return h
+        return kwta(h, self.k, self.split, self.gain())
 
 
 class FFNet(nn.Module):
@@ -142,6 +175,7 @@ class FFNet(nn.Module):
         residual: bool = True,
         split: bool = False,
         k: int | None = None,
+        boost: float = 0.0,
         skip_first_in_score: bool = False,
         seed: int = 0,
     ) -> None:
@@ -158,7 +192,7 @@ class FFNet(nn.Module):
         prev = 0
         for i, units in enumerate(hidden):
             sees_input = residual or i == 0
-            blocks.append(FFBlock(prev, self.input_dim if sees_input else 0, cdim if sees_input else 0, units, k=k, split=split))
+            blocks.append(FFBlock(prev, self.input_dim if sees_input else 0, cdim if sees_input else 0, units, k=k, split=split, boost=boost))
             prev = units
         self.blocks = nn.ModuleList(blocks)
         self.split = split
@@ -234,7 +268,12 @@ class FFNet(nn.Module):
         for i, block in enumerate(self.blocks):
             z = block.mask(block.preactivation(x, self.codes, labels, sparse_prev=sparse).relu_(), labels)
             width = block.units // parts
-            vals, idx = z.view(b, c, parts, width).topk(block.k, dim=-1)
+            gain = block.gain()
+            if gain is None:
+                vals, idx = z.view(b, c, parts, width).topk(block.k, dim=-1)
+            else:  # boosted ranking, unboosted values (as kwta)
+                idx = (z * gain).view(b, c, parts, width).topk(block.k, dim=-1).indices
+                vals = z.view(b, c, parts, width).gather(-1, idx)
             if i in self.score_layers:
                 if self.objective.sums_over_units:  # the winners alone (per half) give the same goodness
                     h = vals.reshape(b, c, parts * block.k)

@@ -162,7 +162,9 @@ class FFTemplate(TensorLoaders, SupervisedTemplate):
         return [total - g[..., i] for i in range(g.shape[-1])]
 
     def _local_loss(self, block: torch.nn.Module, a: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
-        """One block's loss: its objective, plus peer normalisation of its positive activities."""
+        """One block's loss: its objective, plus peer normalisation of its positive activities
+        (whose win rates also drive k-WTA boosting)."""
+        block.update_duty(a[:, 0])
         loss = self.model.objective.loss(a, context)
         if self.peer_weight:
             loss = loss + self.peer_weight * peer_normalization(a[:, 0], block.mean_activity)

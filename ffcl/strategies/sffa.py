@@ -22,6 +22,7 @@ from .registry import BuildContext, register_learner, register_plugin
 def sffa(
     ctx: BuildContext,
     k: int = 15,
+    boost: float = 0.0,
     code_dim: int = 100,
     code_p: float = 0.1,
     code_scale: float = 1.0,
@@ -33,11 +34,11 @@ def sffa(
     hybrid_negatives: float = 0.0,
     seed: int = 0,
 ) -> FFTemplate:
-    """SFFA with top-``k`` winners per half and ``code_dim``-bit random label codes;
+    """SFFA with top-``k`` winners per half (``boost``: k-WTA boosting, ffcl.nn.ff.FFBlock) and ``code_dim``-bit random label codes;
     ``hybrid_negatives`` self-generated negatives per sample (see ffcl.allocation)."""
     model = FFNet(
         ctx.input_shape, ctx.config.hidden, ctx.num_classes, SFFA(collapse_weight),
-        code="random", code_dim=code_dim, code_p=code_p, code_scale=code_scale, residual=True, split=True, k=k, seed=seed,
+        code="random", code_dim=code_dim, code_p=code_p, code_scale=code_scale, residual=True, split=True, k=k, boost=boost, seed=seed,
     )
     return FFTemplate(
         model=model, optimizer=ctx.optimizer(model.parameters()), negatives=negatives,
