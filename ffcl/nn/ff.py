@@ -79,6 +79,8 @@ class FFBlock(nn.Module):
     more of the layer is used. The training step updates the duty cycles (:meth:`update_duty`).
     """
 
+    boost: float = 0.0  # class defaults: blocks pickled before these options existed still load
+
     def __init__(
         self, prev_dim: int, input_dim: int, code_dim: int, units: int, *,
         k: int | None = None, split: bool = False, boost: float = 0.0,

@@ -85,6 +85,8 @@ class FFTemplate(TensorLoaders, SupervisedTemplate):
         a block in use (``ffcl.objectives.peer``; 0 turns it off).
     """
 
+    peer_weight: float = 0.0  # class default: strategies checkpointed before the option existed still load
+
     def __init__(
         self,
         *,
