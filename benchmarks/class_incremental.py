@@ -21,8 +21,8 @@ import torch
 
 from ffcl.compare import format_markdown, run_grid, summarize_runs, write_comparison
 
-GRID = "naive,ewc,si,lwf,replay,gem,agem,gdumb,joint,ff,sffa,sffa_alloc,sffa_replay,sffa_replay_shift"
-MORE = "sffa_ewc,sffa_agem"  # FF + EWC and + A-GEM: add with --strategies (A-GEM on SFFA alone takes ~13 min)
+GRID = "naive,ewc,si,lwf,replay,gem,agem,gdumb,joint,ff,sffa,sffa_alloc,sffa_replay"
+MORE = "sffa_ewc,sffa_agem,sffa_alloc_shift,sffa_replay_shift"  # add with --strategies (A-GEM on SFFA alone takes ~13 min; the shift variants are for digits)
 
 
 def main() -> None:
