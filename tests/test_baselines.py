@@ -178,6 +178,8 @@ def test_optimizer_and_sizes_come_from_the_recipe(stream):
         (small(learner="der", learner_args={"alpha": "x"}), ["'alpha'", "a number"]),
         (small(plugins={"replay": {"policy": "fifo"}}), ["'policy'", "reservoir", "class_balanced", "'fifo'"]),
         (small(plugins={"replay": {"policy": 3}}), ["'policy'", "string"]),
+        (small(learner="sffa", learner_args={"boost": -1.0}), ["'boost'", ">= 0"]),
+        (small(learner="df", learner_args={"peer_normalization": -0.1}), ["peer_normalization", ">= 0"]),
     ],
 )
 def test_bad_recipes(stream, cfg, needles):

@@ -149,9 +149,7 @@ class FFBlock(nn.Module):
     def forward(self, x: torch.Tensor, codes: torch.Tensor, labels: torch.Tensor, h_prev: torch.Tensor | None) -> torch.Tensor:
         """x [B, Din], codes [classes, Dc], labels [B, K], h_prev [B, K, Dp] (normalised, detached) -> [B, K, units]."""
         h = self.mask(torch.relu(self.preactivation(x, codes, labels, h_prev)), labels)
-        if not self.k:
-            return h
-        return kwta(h, self.k, self.split, self.gain())
+        return kwta(h, self.k, self.split, self.gain()) if self.k else h
 
 
 class FFNet(nn.Module):

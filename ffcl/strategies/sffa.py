@@ -12,6 +12,7 @@ a candidate, in one batched pass.
 from __future__ import annotations
 
 from ..allocation import NeuronAllocation
+from ..config import ConfigError
 from ..nn.ff import FFNet
 from ..objectives import SFFA
 from .ff_template import FFTemplate
@@ -36,6 +37,8 @@ def sffa(
 ) -> FFTemplate:
     """SFFA with top-``k`` winners per half (``boost``: k-WTA boosting, ffcl.nn.ff.FFBlock) and ``code_dim``-bit random label codes;
     ``hybrid_negatives`` self-generated negatives per sample (see ffcl.allocation)."""
+    if boost < 0:
+        raise ConfigError(f"sffa: 'boost' must be >= 0 (0 turns boosting off), got {boost}")
     model = FFNet(
         ctx.input_shape, ctx.config.hidden, ctx.num_classes, SFFA(collapse_weight),
         code="random", code_dim=code_dim, code_p=code_p, code_scale=code_scale, residual=True, split=True, k=k, boost=boost, seed=seed,
