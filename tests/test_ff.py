@@ -9,7 +9,7 @@ from avalanche.training.plugins import EvaluationPlugin
 
 from ffcl.config import StrategyConfig
 from ffcl.data import load_dataset, make_stream
-from ffcl.nn.ff import FFNet, kwta, rms_normalize
+from ffcl.nn.ff import FFBlock, FFNet, rms_normalize
 from ffcl.objectives import OBJECTIVES, make_objective, peer_normalization
 from ffcl.strategies import build_strategy
 from ffcl.strategies.ff_template import FFTemplate, sample_negatives
@@ -183,8 +183,15 @@ def test_sample_negatives_never_returns_the_true_label():
 
 
 def test_kwta_and_normalisation():
-    h = torch.tensor([[1.0, 5.0, 3.0, 2.0, 0.5, 4.0]])
-    assert kwta(h, 1, split=True).tolist() == [[0.0, 5.0, 0.0, 0.0, 0.0, 4.0]]
+    block = FFBlock(0, 6, 0, 6, k=1, split=True)
+    with torch.no_grad():
+        block.inp.copy_(torch.eye(6))
+        block.bias.zero_()
+    x = torch.tensor([[1.0, 5.0, 3.0, 2.0, 0.5, 4.0]])
+    h, (idx, vals) = block(x, torch.zeros(1, 0), torch.zeros(1, 1, dtype=torch.long))
+    assert h.tolist() == [[[0.0, 5.0, 0.0, 0.0, 0.0, 4.0]]]
+    dense = torch.zeros(1, 6).index_put_((torch.zeros_like(idx), idx), vals)  # the winners passed on
+    torch.testing.assert_close(dense, rms_normalize(h[0], split=True))
     n = rms_normalize(torch.rand(4, 6) * 10, split=True)
     torch.testing.assert_close(n[:, :3].pow(2).mean(1), torch.ones(4), rtol=1e-4, atol=1e-4)
 

@@ -25,7 +25,7 @@ from torch import nn
 
 from ..objectives import Objective
 
-__all__ = ["FFBlock", "FFNet", "label_codes", "rms_normalize", "kwta"]
+__all__ = ["FFBlock", "FFNet", "label_codes", "rms_normalize"]
 
 NEG = -1e9  # class score of an inactive (never seen) label
 
@@ -55,15 +55,9 @@ def rms_normalize(h: torch.Tensor, split: bool = False, eps: float = 1e-6) -> to
     return (p / (p.pow(2).mean(-1, keepdim=True) + eps).sqrt()).view(h.shape)
 
 
-def kwta(h: torch.Tensor, k: int, split: bool = False, gain: torch.Tensor | None = None) -> torch.Tensor:
-    """k-winners-take-all: keep the k largest units (per half with ``split``), zero the rest.
-    With ``gain`` [D] (boosting), the winners are the k largest of h * gain; they keep their h."""
-    p = _parts(h, split)
-    if k >= p.shape[-1]:
-        return h
-    ranked = p if gain is None else _parts(h * gain, split)
-    threshold = ranked.topk(k, dim=-1).values[..., -1:]
-    return (p * (ranked >= threshold)).view(h.shape)
+Below = torch.Tensor | tuple[torch.Tensor, torch.Tensor] | None
+"""What a block receives from the block below: nothing (the first block), the normalised activity
+[B, K, Dp], or, below a k-WTA block, its normalised winners as (indices, values), each [B*K, nnz]."""
 
 
 class FFBlock(nn.Module):
@@ -124,12 +118,18 @@ class FFBlock(nn.Module):
         """With neuron allocation, the pass for label c keeps only the units class c owns."""
         return h if self.owner is None else h * (self.owner == labels[..., None])
 
-    def preactivation(
-        self, x: torch.Tensor, codes: torch.Tensor, labels: torch.Tensor,
-        h_prev: torch.Tensor | None = None, sparse_prev: tuple[torch.Tensor, torch.Tensor] | None = None,
-    ) -> torch.Tensor:
-        """z [B, K, units] for x [B, Din], labels [B, K] and the block below's output, either dense
-        ``h_prev`` [B, K, Dp] or sparse ``sparse_prev`` = (indices, values), each [B*K, nnz]."""
+    @property
+    def parts(self) -> int:
+        return 2 if self.split else 1
+
+    @property
+    def sparse(self) -> bool:
+        """Whether k-WTA keeps fewer than all units of each part (then only the winners are passed on)."""
+        return bool(self.k) and self.k < self.units // self.parts
+
+    def preactivation(self, x: torch.Tensor, codes: torch.Tensor, labels: torch.Tensor, below: Below = None) -> torch.Tensor:
+        """z [B, K, units] for x [B, Din], labels [B, K] and what the block below passed on (:data:`Below`):
+        a sparse input is a weighted sum of k weight rows per row (``F.embedding_bag``), no dense product."""
         b, k = labels.shape
         z = self.bias
         if self.inp is not None:
@@ -137,19 +137,43 @@ class FFBlock(nn.Module):
         if self.code is not None:
             table = codes @ self.code
             # candidates shared by every image (inference): broadcast one row per class
-            z = z + (table[labels[0]][None] if labels.stride(0) == 0 else table[labels])
+            z = z + (table[labels[0]][None] if labels.stride(0) == 0 else F.embedding(labels, table))  # embedding: a fast backward
         z = z.expand(b, k, self.units).reshape(b * k, self.units)
-        if h_prev is not None:
-            z = torch.addmm(z, h_prev.reshape(b * k, -1), self.prev)
-        elif sparse_prev is not None:
-            idx, vals = sparse_prev
+        if isinstance(below, tuple):
+            idx, vals = below
             z = z + F.embedding_bag(idx, self.prev, per_sample_weights=vals, mode="sum")
+        elif below is not None:
+            z = torch.addmm(z, below.reshape(b * k, -1), self.prev)
         return z.view(b, k, self.units)
 
-    def forward(self, x: torch.Tensor, codes: torch.Tensor, labels: torch.Tensor, h_prev: torch.Tensor | None) -> torch.Tensor:
-        """x [B, Din], codes [classes, Dc], labels [B, K], h_prev [B, K, Dp] (normalised, detached) -> [B, K, units]."""
-        h = self.mask(torch.relu(self.preactivation(x, codes, labels, h_prev)), labels)
-        return kwta(h, self.k, self.split, self.gain()) if self.k else h
+    def winners(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """k-winners-take-all of activities z [B, K, units]: the k largest units per part as
+        (values, indices), each [B, K, parts, k]; with boosting, ranked by z * gain (values unboosted)."""
+        p = z.view(*z.shape[:-1], self.parts, -1)
+        gain = self.gain()
+        if gain is None:
+            return p.topk(self.k, dim=-1)
+        idx = (z * gain).view_as(p).topk(self.k, dim=-1).indices
+        return p.gather(-1, idx), idx
+
+    def pass_on(self, vals: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The next block's input from the winners: each part RMS-normalised over its whole width
+        (exactly :func:`rms_normalize` of the k-WTA output), detached, as sparse (indices, values)."""
+        width = self.units // self.parts
+        vals = vals.detach()
+        vals = vals / (vals.pow(2).sum(-1, keepdim=True) / width + 1e-6).sqrt()
+        idx = idx + torch.arange(self.parts, device=idx.device)[:, None] * width
+        return idx.reshape(-1, self.parts * self.k), vals.reshape(-1, self.parts * self.k)
+
+    def forward(self, x: torch.Tensor, codes: torch.Tensor, labels: torch.Tensor, below: Below = None) -> tuple[torch.Tensor, Below]:
+        """x [B, Din], codes [classes, Dc], labels [B, K] -> (activity [B, K, units], what the next
+        block receives: the normalised activity, detached, so no gradient crosses the boundary)."""
+        z = self.mask(torch.relu(self.preactivation(x, codes, labels, below)), labels)
+        if not self.sparse:
+            return z, rms_normalize(z, self.split).detach()
+        vals, idx = self.winners(z)
+        h = vals.new_zeros(*vals.shape[:-1], self.units // self.parts).scatter(-1, idx, vals)
+        return h.view(z.shape), self.pass_on(vals, idx)
 
 
 class FFNet(nn.Module):
@@ -235,18 +259,13 @@ class FFNet(nn.Module):
         """Seen classes whose neurons still learn (all seen classes unless allocation froze some)."""
         return (self.active & ~self.frozen).nonzero().flatten()
 
-    def next_input(self, h: torch.Tensor) -> torch.Tensor:
-        """What the next block sees: the normalised activity, detached (no gradient crosses blocks)."""
-        return rms_normalize(h, self.split).detach()
-
     def activities(self, x: torch.Tensor, labels: torch.Tensor) -> list[torch.Tensor]:
         """Each block's activity [B, K, units] for images x and candidate labels [B, K]."""
         x = x.flatten(1)
-        out, h = [], None
+        out, below = [], None
         for block in self.blocks:
-            a = block(x, self.codes, labels, h)
+            a, below = block(x, self.codes, labels, below)
             out.append(a)
-            h = self.next_input(a)
         return out
 
     def goodness(self, acts: list[torch.Tensor]) -> torch.Tensor:
@@ -258,38 +277,24 @@ class FFNet(nn.Module):
         return self.goodness(self.activities(x, labels))[..., self.score_layers].sum(-1)
 
     def sparse_scores(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """The same scores as :meth:`scores` for k-WTA networks, computed sparsely: each block
-        passes only its k winners (per half) to the next, as (index, value) pairs, so the next
-        block sums k weight rows instead of multiplying a dense matrix (inference only)."""
+        """The same scores as :meth:`scores` for k-WTA networks, without building the dense
+        activities: the goodness of an objective that sums over units is that of the winners alone."""
         x = x.flatten(1)
-        b, c = labels.shape
-        parts = 2 if self.split else 1
-        total, sparse = 0, None
+        total, below = 0, None
         for i, block in enumerate(self.blocks):
-            z = block.mask(block.preactivation(x, self.codes, labels, sparse_prev=sparse).relu_(), labels)
-            width = block.units // parts
-            gain = block.gain()
-            if gain is None:
-                vals, idx = z.view(b, c, parts, width).topk(block.k, dim=-1)
-            else:  # boosted ranking, unboosted values (as kwta)
-                idx = (z * gain).view(b, c, parts, width).topk(block.k, dim=-1).indices
-                vals = z.view(b, c, parts, width).gather(-1, idx)
+            z = block.mask(block.preactivation(x, self.codes, labels, below).relu_(), labels)
+            vals, idx = block.winners(z)
             if i in self.score_layers:
-                if self.objective.sums_over_units:  # the winners alone (per half) give the same goodness
-                    h = vals.reshape(b, c, parts * block.k)
-                else:
-                    h = torch.zeros_like(z).view(b, c, parts, width).scatter_(-1, idx, vals).view(b, c, block.units)
+                h = vals.flatten(-2)
+                if not self.objective.sums_over_units:
+                    h = torch.zeros_like(z).view(vals.shape[:-1] + (-1,)).scatter_(-1, idx, vals).view_as(z)
                 total = total + self.objective.goodness(h)
-            if i + 1 < len(self.blocks):  # per-part RMS normalisation of the winners, as rms_normalize
-                vals = vals / (vals.pow(2).sum(-1, keepdim=True) / width + 1e-6).sqrt()
-                idx = idx + torch.arange(parts, device=idx.device)[:, None] * width
-                sparse = (idx.reshape(b * c, -1), vals.reshape(b * c, -1))
+            below = block.pass_on(vals, idx)
         return total
 
     def infer_scores(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """:meth:`scores`, computed sparsely when no gradient is needed and every block has k-WTA."""
-        parts = 2 if self.split else 1
-        if not torch.is_grad_enabled() and all(b.k and b.k < b.units // parts for b in self.blocks):
+        if not torch.is_grad_enabled() and all(b.sparse for b in self.blocks):
             return self.sparse_scores(x, labels)
         return self.scores(x, labels)
 

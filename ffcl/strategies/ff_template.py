@@ -193,13 +193,12 @@ class FFTemplate(TensorLoaders, SupervisedTemplate):
         if torch.is_tensor(extra):  # the hybrids' graphs span all blocks; free them first
             extra.backward()
             extra = extra.detach()
-        total, h = torch.zeros((), device=x.device) + extra, None
+        total, below = torch.zeros((), device=x.device) + extra, None
         for block, ctx in zip(model.blocks, contexts):
-            a = block(x, model.codes, self._labels, h)
+            a, below = block(x, model.codes, self._labels, below)
             loss = self._local_loss(block, a, ctx)
             loss.backward()
             total = total + loss.detach()
-            h = model.next_input(a)
         return total
 
     def backward(self) -> None:
