@@ -73,8 +73,8 @@ def ff_loss(strategy, model: FFNet, x: torch.Tensor, y: torch.Tensor) -> torch.T
 
 
 def plain_loop(strategy, model: torch.nn.Module, cfg, experiences: list[tuple[torch.Tensor, torch.Tensor]], batch: int, epochs: int, mem_size: int) -> None:
-    """The same updates as the strategy, as a plain loop over resident tensors."""
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    """The same updates as the strategy, as a plain loop over resident tensors (the same optimiser)."""
+    opt = type(strategy.optimizer)(model.parameters(), **strategy.optimizer.defaults)
     memory: list[torch.Tensor] | None = None
     for x, y in experiences:
         for _ in range(epochs):

@@ -88,9 +88,10 @@ def test_peer_normalization_pulls_idle_units_up_and_busy_ones_down():
     assert peer_normalization(torch.ones(16, 4), torch.ones(4)) == 0  # equal peers: no penalty
 
 
-def test_no_gradient_crosses_a_block_boundary(digits):
+@pytest.mark.parametrize("objective,kw", [("hinton", {}), ("sffa", {"split": True, "k": 4})])  # dense and sparse pass-on
+def test_no_gradient_crosses_a_block_boundary(digits, objective, kw):
     torch.manual_seed(0)
-    net = FFNet(digits.input_shape, [32, 32, 32], 10, make_objective("hinton"), residual=True)
+    net = FFNet(digits.input_shape, [32, 32, 32], 10, make_objective(objective), residual=True, **kw)
     x, labels = digits.x_train[:16], torch.randint(0, 10, (16, 2))
     acts = net.activities(x, labels)
     acts[2].pow(2).sum().backward()  # the last block's goodness only
@@ -103,7 +104,8 @@ def test_no_gradient_crosses_a_block_boundary(digits):
 
 
 @pytest.mark.parametrize("learner,args", [
-    ("sffa", {"k": 8}), ("df", {"collaboration": True}), ("df", {"peer_normalization": 0.3}), ("ff", {}),
+    ("sffa", {"k": 8}), ("sffa", {"k": 8, "standardize_input": True}), ("df", {"collaboration": True}),
+    ("df", {"peer_normalization": 0.3}), ("ff", {}),
 ])
 def test_fused_and_blockwise_updates_give_the_same_gradients(learner, args, digits):
     grads = {}
@@ -142,6 +144,27 @@ def test_batched_inference_equals_a_loop_over_labels(digits, objective, boost):
     loop = torch.stack([net.scores(x, torch.full((37, 1), c)).squeeze(1) for c in range(10)], 1)
     torch.testing.assert_close(batched, loop)
     torch.testing.assert_close(sparse, loop, rtol=1e-5, atol=1e-6)
+    # the k-WTA winners passed on sparsely (index, value) give what the dense normalised activity gives
+    labels, below, dense = torch.arange(10).expand(37, -1), None, 0
+    for i, block in enumerate(net.blocks):
+        h, _ = block(net.encode(x), net.codes, labels, below)
+        below = rms_normalize(h, net.split)
+        dense = dense + net.objective.goodness(h)
+    torch.testing.assert_close(dense, loop, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("learner", ["sffa", "df"])
+def test_standardized_input_ignores_brightness_and_contrast(learner, digits):
+    x = digits.x_test[:8]
+    scores = {}
+    for standardize in (False, True):
+        torch.manual_seed(0)
+        net = _strategy(learner, digits, standardize_input=standardize).model
+        net.activate(torch.arange(10))
+        with torch.no_grad():
+            scores[standardize] = (net(x), net(0.5 * x + 0.2))
+    torch.testing.assert_close(*scores[True], rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(*scores[False], rtol=1e-4, atol=1e-5)
 
 
 def test_kwta_boosting_brings_idle_units_into_use(digits):

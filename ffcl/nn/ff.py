@@ -10,7 +10,9 @@ activities have shape [batch, candidates, units] and inference over C labels is 
 
 ``code_scale`` multiplies the codes: on images with many bright pixels (Fashion-MNIST) a 0/1 code
 of ~10 ones is drowned by the image projection, and a larger amplitude lets the label steer the
-layer (measured in docs/results.md). Label codes are pre-allocated for ``max_classes`` labels, so new classes need no change to the
+layer (measured in docs/results.md). ``standardize_input`` standardises each image (zero mean, unit
+variance over its pixels) before it enters any block, so the balance between image and label code
+no longer depends on how bright the image is. Label codes are pre-allocated for ``max_classes`` labels, so new classes need no change to the
 network (algorithms.md section 9). Which classes are candidates at inference is the buffer
 ``active``: in class-incremental streams, only the classes seen so far.
 """
@@ -185,6 +187,8 @@ class FFNet(nn.Module):
     input of the local losses.
     """
 
+    standardize_input: bool = False  # class default: networks pickled before the option existed still load
+
     def __init__(
         self,
         input_shape: tuple[int, ...],
@@ -201,10 +205,12 @@ class FFNet(nn.Module):
         k: int | None = None,
         boost: float = 0.0,
         skip_first_in_score: bool = False,
+        standardize_input: bool = False,
         seed: int = 0,
     ) -> None:
         super().__init__()
         self.input_dim = math.prod(input_shape)
+        self.standardize_input = standardize_input
         self.objective = objective
         self.code_args = dict(kind=code, dim=code_dim, p=code_p, seed=seed)
         self.code_scale = code_scale
@@ -259,9 +265,16 @@ class FFNet(nn.Module):
         """Seen classes whose neurons still learn (all seen classes unless allocation froze some)."""
         return (self.active & ~self.frozen).nonzero().flatten()
 
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Images [B, ...] as the blocks see them: flattened, and standardised per image with ``standardize_input``."""
+        x = x.flatten(1)
+        if self.standardize_input:
+            x = (x - x.mean(1, keepdim=True)) / (x.std(1, keepdim=True) + 1e-6)
+        return x
+
     def activities(self, x: torch.Tensor, labels: torch.Tensor) -> list[torch.Tensor]:
         """Each block's activity [B, K, units] for images x and candidate labels [B, K]."""
-        x = x.flatten(1)
+        x = self.encode(x)
         out, below = [], None
         for block in self.blocks:
             a, below = block(x, self.codes, labels, below)
@@ -279,7 +292,7 @@ class FFNet(nn.Module):
     def sparse_scores(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """The same scores as :meth:`scores` for k-WTA networks, without building the dense
         activities: the goodness of an objective that sums over units is that of the winners alone."""
-        x = x.flatten(1)
+        x = self.encode(x)
         total, below = 0, None
         for i, block in enumerate(self.blocks):
             z = block.mask(block.preactivation(x, self.codes, labels, below).relu_(), labels)

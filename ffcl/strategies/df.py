@@ -25,6 +25,7 @@ def df(
     code_dim: int = 100,
     code_p: float = 0.1,
     code_scale: float = 1.0,
+    standardize_input: bool = False,
     update: str = "fused",
     peer_normalization: float = 0.0,
     seed: int = 0,
@@ -33,7 +34,8 @@ def df(
     hardest: +1.6 points after one MNIST epoch, docs/learners.md)."""
     model = FFNet(
         ctx.input_shape, ctx.config.hidden, ctx.num_classes, DistanceNPair(gamma, margin),
-        code="random", code_dim=code_dim, code_p=code_p, code_scale=code_scale, residual=True, seed=seed,
+        code="random", code_dim=code_dim, code_p=code_p, code_scale=code_scale,
+        standardize_input=standardize_input, residual=True, seed=seed,
     )
     return FFTemplate(
         model=model, optimizer=ctx.optimizer(model.parameters()), negatives=negatives,

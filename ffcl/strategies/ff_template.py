@@ -185,11 +185,11 @@ class FFTemplate(TensorLoaders, SupervisedTemplate):
             contexts = self._contexts(model.goodness(self._acts))
             return extra + sum(self._local_loss(b, a, c) for b, a, c in zip(model.blocks, self._acts, contexts))
         # blockwise: one block's graph alive at a time; same gradients as the fused sum
-        x = self.mb_x.flatten(1)
+        x = model.encode(self.mb_x)
         contexts: list[torch.Tensor | None] = [None] * len(model.blocks)
         if self.collaboration:
             with torch.no_grad():
-                contexts = self._contexts(model.goodness(model.activities(x, self._labels)))
+                contexts = self._contexts(model.goodness(model.activities(self.mb_x, self._labels)))
         if torch.is_tensor(extra):  # the hybrids' graphs span all blocks; free them first
             extra.backward()
             extra = extra.detach()

@@ -27,6 +27,7 @@ def sffa(
     code_dim: int = 100,
     code_p: float = 0.1,
     code_scale: float = 1.0,
+    standardize_input: bool = False,
     collapse_weight: float = 10.0,
     negatives: str = "random",
     n_negatives: int = 1,
@@ -41,7 +42,8 @@ def sffa(
         raise ConfigError(f"sffa: 'boost' must be >= 0 (0 turns boosting off), got {boost}")
     model = FFNet(
         ctx.input_shape, ctx.config.hidden, ctx.num_classes, SFFA(collapse_weight),
-        code="random", code_dim=code_dim, code_p=code_p, code_scale=code_scale, residual=True, split=True, k=k, boost=boost, seed=seed,
+        code="random", code_dim=code_dim, code_p=code_p, code_scale=code_scale,
+        standardize_input=standardize_input, residual=True, split=True, k=k, boost=boost, seed=seed,
     )
     return FFTemplate(
         model=model, optimizer=ctx.optimizer(model.parameters()), negatives=negatives,
