@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from avalanche.training.plugins import EvaluationPlugin
 
 from ffcl import config
 from ffcl.config import (
@@ -20,6 +21,7 @@ from ffcl.config import (
     load_strategy,
     to_dict,
 )
+from ffcl.strategies import build_strategy
 
 
 def write(tmp_path: Path, text: str, name: str = "recipe.toml") -> str:
@@ -73,6 +75,9 @@ def test_every_strategy_recipe_loads(name):
     cfg = load_strategy(name)
     assert isinstance(cfg, StrategyConfig)
     assert cfg.learner and cfg.optimizer in config.OPTIMIZERS and cfg.lr > 0 and cfg.description
+    # and builds: its learner and plugin arguments are ones they take
+    strategy = build_strategy(cfg, input_shape=(1, 8, 8), num_classes=10, evaluator=EvaluationPlugin(loggers=[]))
+    assert strategy.train_epochs == cfg.epochs
     assert all(isinstance(args, dict) for args in cfg.plugins.values())
 
 
