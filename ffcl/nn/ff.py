@@ -148,6 +148,10 @@ class FFBlock(nn.Module):
             z = torch.addmm(z, below.reshape(b * k, -1), self.prev)
         return z.view(b, k, self.units)
 
+    def activation(self, x: torch.Tensor, codes: torch.Tensor, labels: torch.Tensor, below: Below = None) -> torch.Tensor:
+        """ReLU of the preactivation, masked to the units each label owns (before k-WTA)."""
+        return self.mask(torch.relu(self.preactivation(x, codes, labels, below)), labels)
+
     def winners(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """k-winners-take-all of activities z [B, K, units]: the k largest units per part as
         (values, indices), each [B, K, parts, k]; with boosting, ranked by z * gain (values unboosted)."""
@@ -170,7 +174,7 @@ class FFBlock(nn.Module):
     def forward(self, x: torch.Tensor, codes: torch.Tensor, labels: torch.Tensor, below: Below = None) -> tuple[torch.Tensor, Below]:
         """x [B, Din], codes [classes, Dc], labels [B, K] -> (activity [B, K, units], what the next
         block receives: the normalised activity, detached, so no gradient crosses the boundary)."""
-        z = self.mask(torch.relu(self.preactivation(x, codes, labels, below)), labels)
+        z = self.activation(x, codes, labels, below)
         if not self.sparse:
             return z, rms_normalize(z, self.split).detach()
         vals, idx = self.winners(z)
@@ -295,7 +299,7 @@ class FFNet(nn.Module):
         x = self.encode(x)
         total, below = 0, None
         for i, block in enumerate(self.blocks):
-            z = block.mask(block.preactivation(x, self.codes, labels, below).relu_(), labels)
+            z = block.activation(x, self.codes, labels, below)
             vals, idx = block.winners(z)
             if i in self.score_layers:
                 h = vals.flatten(-2)

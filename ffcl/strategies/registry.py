@@ -80,7 +80,7 @@ class BuildContext:
         if c.optimizer == "sgd":
             return torch.optim.SGD(params, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay)
         opt = torch.optim.AdamW if c.optimizer == "adamw" else torch.optim.Adam
-        # fused: one kernel for the whole update, ~10x faster than the default on CPU (docs/results.md)
+        # fused: one kernel for the whole update, ~10x faster than the default on CPU (docs/learners.md)
         return opt(params, lr=c.lr, weight_decay=c.weight_decay, fused=True)
 
     def template_kwargs(self) -> dict[str, Any]:
