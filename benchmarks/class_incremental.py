@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
 from pathlib import Path
 
-import torch
-
 from ffcl.compare import format_markdown, run_grid, summarize_runs, write_comparison
+from ffcl.experiment import machine_info
 
 GRID = "naive,ewc,si,lwf,replay,gem,agem,gdumb,joint,ff,sffa,sffa_alloc,sffa_replay"
 MORE = "sffa_ewc,sffa_agem,sffa_alloc_shift,sffa_replay_shift"  # add with --strategies (A-GEM on SFFA alone takes ~13 min; the shift variants are for digits)
@@ -44,7 +42,7 @@ def main() -> None:
         everything += rows
     (args.out / "class_incremental.json").write_text(json.dumps({
         "command": " ".join(sys.argv), "seeds": seeds,
-        "machine": {"platform": platform.platform(), "torch": torch.__version__, "threads": torch.get_num_threads()},
+        "machine": machine_info(),
         "rows": everything,
     }, indent=2))
 

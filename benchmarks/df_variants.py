@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-import torch
+from ffcl.experiment import machine_info
 
 VARIANTS = {
     "npair_k4_collab": [],  # the default: N-pair margin over 4 negatives, layer collaboration
@@ -52,7 +51,7 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({
         "command": " ".join(sys.argv), "scenario": args.scenario, "epochs": args.epochs, "seed": args.seed,
-        "machine": {"platform": platform.platform(), "torch": torch.__version__, "threads": torch.get_num_threads()},
+        "machine": machine_info(),
         "results": results,
     }, indent=2))
 

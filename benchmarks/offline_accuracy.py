@@ -17,7 +17,6 @@ import argparse
 import contextlib
 import io
 import json
-import platform
 import subprocess
 import sys
 import tempfile
@@ -27,7 +26,7 @@ from pathlib import Path
 import torch
 
 from ffcl.data import load_dataset
-from ffcl.experiment import load_learner
+from ffcl.experiment import load_learner, machine_info
 from ffcl.nn import MLP
 
 CHUNK = 100  # images per inference call (x10 candidates = 1000 rows, the cache-friendly size)
@@ -107,8 +106,7 @@ def main() -> None:
     args.out.write_text(json.dumps({
         "command": " ".join(sys.argv),
         "seed": args.seed,
-        "machine": {"platform": platform.platform(), "processor": platform.processor(),
-                    "torch": torch.__version__, "threads": torch.get_num_threads()},
+        "machine": machine_info(),
         "results": results,
     }, indent=2))
     print(f"wrote {args.out}")

@@ -289,15 +289,22 @@ def _train(
         **({"allocation": progress["allocation"]} if "allocation" in progress else {}),
         **({"anytime": progress["anytime"]} if "anytime" in progress else {}),
         **({"activity": progress["activity"]} if "activity" in progress else {}),
-        "machine": {
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "threads": torch.get_num_threads(),
-        },
+        "machine": machine_info(),
     }
     _write_json(run_dir / "metrics.json", metrics)
     return metrics
+
+
+def machine_info() -> dict[str, Any]:
+    """The machine a measurement ran on: written with every run's metrics and every benchmark's JSON."""
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "cuda": torch.cuda.is_available(),
+    }
 
 
 def _checkpoint(strategy: Any, path: Path) -> None:
