@@ -11,13 +11,11 @@ command and the machine).
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 import time
 from pathlib import Path
 
 from ffcl.compare import format_markdown, run_grid, summarize_runs, write_comparison
-from ffcl.experiment import machine_info
+from ffcl.experiment import write_benchmark
 
 GRID = "naive,ewc,si,lwf,replay,gem,agem,gdumb,joint,ff,sffa,sffa_alloc,sffa_replay"
 MORE = "sffa_ewc,sffa_agem,sffa_alloc_shift,sffa_replay_shift"  # add with --strategies (A-GEM on SFFA alone takes ~13 min; the shift variants are for digits)
@@ -40,11 +38,7 @@ def main() -> None:
         write_comparison(rows, out)
         print(f"## {scenario} ({time.perf_counter() - t:.0f} s)\n\n{format_markdown(rows)}\n", flush=True)
         everything += rows
-    (args.out / "class_incremental.json").write_text(json.dumps({
-        "command": " ".join(sys.argv), "seeds": seeds,
-        "machine": machine_info(),
-        "rows": everything,
-    }, indent=2))
+    write_benchmark(args.out / "class_incremental.json", seeds=seeds, rows=everything)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from ffcl.experiment import machine_info
+from ffcl.experiment import write_benchmark
 
 VARIANTS = {
     "npair_k4_collab": [],  # the default: N-pair margin over 4 negatives, layer collaboration
@@ -48,12 +48,7 @@ def main() -> None:
                "train_time_s": m["train_time_s"]}
         print(json.dumps(row), flush=True)
         results.append(row)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({
-        "command": " ".join(sys.argv), "scenario": args.scenario, "epochs": args.epochs, "seed": args.seed,
-        "machine": machine_info(),
-        "results": results,
-    }, indent=2))
+    write_benchmark(args.out, scenario=args.scenario, epochs=args.epochs, seed=args.seed, results=results)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 from ffcl.data import load_dataset
-from ffcl.experiment import load_learner, machine_info
+from ffcl.experiment import load_learner, write_benchmark
 from ffcl.nn import MLP
 
 CHUNK = 100  # images per inference call (x10 candidates = 1000 rows, the cache-friendly size)
@@ -102,14 +102,7 @@ def main() -> None:
             print(json.dumps(row), flush=True)
             results.append(row)
 
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({
-        "command": " ".join(sys.argv),
-        "seed": args.seed,
-        "machine": machine_info(),
-        "results": results,
-    }, indent=2))
-    print(f"wrote {args.out}")
+    write_benchmark(args.out, seed=args.seed, results=results)
 
 
 if __name__ == "__main__":

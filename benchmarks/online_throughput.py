@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
-import sys
 import time
 from pathlib import Path
 
@@ -29,7 +27,7 @@ from avalanche.training.plugins import EvaluationPlugin
 
 from ffcl.config import load_strategy
 from ffcl.data import TensorData, load_dataset, make_stream
-from ffcl.experiment import machine_info
+from ffcl.experiment import write_benchmark
 from ffcl.nn.ff import FFNet
 from ffcl.strategies import build_strategy
 from ffcl.strategies.ff_template import sample_negatives
@@ -133,13 +131,7 @@ def main() -> None:
             rows.append(row)
             print(f"{mode:7s} {name:7s} avalanche {best_avl:7.2f} s ({row['avalanche_samples_per_s']:8.0f}/s) | "
                   f"plain {best_plain:7.2f} s ({row['plain_samples_per_s']:8.0f}/s) | ratio {row['ratio']:.2f}", flush=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({
-        "command": " ".join(sys.argv), "seed": args.seed, "hidden": hidden,
-        "machine": machine_info(),
-        "rows": rows,
-    }, indent=2))
-    print(f"wrote {args.out}")
+    write_benchmark(args.out, seed=args.seed, hidden=hidden, rows=rows)
 
 
 if __name__ == "__main__":

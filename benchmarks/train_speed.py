@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
-import sys
 import time
 from pathlib import Path
 
@@ -24,7 +22,7 @@ from avalanche.training.plugins import EvaluationPlugin
 
 from ffcl.config import load_strategy
 from ffcl.data import TensorData, load_dataset, make_stream
-from ffcl.experiment import machine_info
+from ffcl.experiment import write_benchmark
 from ffcl.strategies import build_strategy
 
 
@@ -62,13 +60,7 @@ def main() -> None:
         rows.append(row)
         print(f"{name:6s} {cfg.hidden} fused Adam {best['fused']:6.2f} s ({row['fused_samples_per_s']:6.0f}/s) | "
               f"default Adam {best['default']:6.2f} s | speed-up {row['speedup']:.2f}x", flush=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({
-        "command": " ".join(sys.argv), "seed": args.seed,
-        "machine": machine_info(),
-        "rows": rows,
-    }, indent=2))
-    print(f"wrote {args.out}")
+    write_benchmark(args.out, seed=args.seed, rows=rows)
 
 
 if __name__ == "__main__":

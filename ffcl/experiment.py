@@ -23,6 +23,7 @@ import json
 import os
 import platform
 import shutil
+import sys
 import time
 import warnings
 from collections.abc import Iterator
@@ -305,6 +306,13 @@ def machine_info() -> dict[str, Any]:
         "threads": torch.get_num_threads(),
         "cuda": torch.cuda.is_available(),
     }
+
+
+def write_benchmark(path: Path, **fields: Any) -> None:
+    """A benchmark's JSON: the command line that produced it, its ``fields`` and :func:`machine_info`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_json(path, {"command": " ".join(sys.argv), **fields, "machine": machine_info()})
+    print(f"wrote {path}")
 
 
 def _checkpoint(strategy: Any, path: Path) -> None:
