@@ -2,9 +2,9 @@
 against a back-propagation MLP of the same size.
 
 Each learner trains through ``ffcl run`` (its own process, so peak memory is its own) on the joint
-scenario; the throughput is then measured side by side in this process on the trained model:
-batched candidates (one pass over all labels), a Python loop over labels, and an MLP of the same
-widths. Results go to a JSON file (and a line per run on stdout).
+scenario; the throughput is then measured side by side in this process on the trained model, the three taking
+turns (best of 5 each): batched candidates (one pass over all labels), a Python loop over labels,
+and an MLP of the same widths. Results go to a JSON file (and a line per run on stdout).
 
     python benchmarks/offline_accuracy.py --datasets mnist,fmnist --epochs sffa=10,df=6,ff=8,naive=5 \
         --set strategy.plugins.cosine_lr.min_ratio=0.0 --out benchmarks/results/offline_accuracy.json
@@ -32,17 +32,20 @@ from ffcl.nn import MLP
 CHUNK = 100  # images per inference call (x10 candidates = 1000 rows, the cache-friendly size)
 
 
-def throughput(fn, x: torch.Tensor, repeats: int = 3) -> float:
-    """Images per second of ``fn`` over ``x`` in chunks of CHUNK (best of ``repeats``)."""
-    best = float("inf")
+def throughputs(fns: dict, x: torch.Tensor, repeats: int = 5) -> dict[str, float]:
+    """Images per second of each ``fn`` over ``x`` in chunks of CHUNK: the functions take turns
+    (round-robin, best of ``repeats`` each), so a slow spell of the machine hits them all alike."""
+    best = dict.fromkeys(fns, float("inf"))
     with torch.no_grad():
-        fn(x[:CHUNK])  # warm-up
+        for fn in fns.values():
+            fn(x[:CHUNK])  # warm-up
         for _ in range(repeats):
-            t = time.perf_counter()
-            for i in range(0, len(x), CHUNK):
-                fn(x[i : i + CHUNK])
-            best = min(best, time.perf_counter() - t)
-    return len(x) / best
+            for name, fn in fns.items():
+                t = time.perf_counter()
+                for i in range(0, len(x), CHUNK):
+                    fn(x[i : i + CHUNK])
+                best[name] = min(best[name], time.perf_counter() - t)
+    return {name: len(x) / t for name, t in best.items()}
 
 
 def label_loop(model):
@@ -92,11 +95,10 @@ def main() -> None:
                 "test_accuracy": metrics["final_average_accuracy"],
                 "train_time_s": metrics["train_time_s"],
                 "peak_memory_mb": metrics["peak_memory_mb"],
-                "eval_images_per_s": throughput(model, x),
-                "bp_mlp_images_per_s": throughput(bp, x),
             }
+            fns = {"eval": model, "bp_mlp": bp} | ({"label_loop": label_loop(model)} if hasattr(model, "scores") else {})
+            row |= {f"{name}_images_per_s": v for name, v in throughputs(fns, x).items()}
             if hasattr(model, "scores"):
-                row["label_loop_images_per_s"] = throughput(label_loop(model), x)
                 row["throughput_vs_bp"] = row["eval_images_per_s"] / row["bp_mlp_images_per_s"]
                 row["throughput_vs_label_loop"] = row["eval_images_per_s"] / row["label_loop_images_per_s"]
             print(json.dumps(row), flush=True)

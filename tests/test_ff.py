@@ -9,7 +9,7 @@ from avalanche.training.plugins import EvaluationPlugin
 
 from ffcl.config import StrategyConfig
 from ffcl.data import load_dataset, make_stream
-from ffcl.nn.ff import FFBlock, FFNet, rms_normalize
+from ffcl.nn.ff import FFBlock, FFNet, rms_normalize, topk_last
 from ffcl.objectives import OBJECTIVES, make_objective, peer_normalization
 from ffcl.strategies import build_strategy
 from ffcl.strategies.ff_template import FFTemplate, sample_negatives
@@ -203,6 +203,17 @@ def test_sample_negatives_never_returns_the_true_label():
     masked = scores.clone()
     masked[classes[None, :] == y[:, None]] = -1
     assert (hard[:, 0] == classes[masked.argmax(1)]).all()
+
+
+@pytest.mark.parametrize("width,k", [(700, 15), (16, 4), (30, 7), (13, 3), (8, 8)])
+def test_chunked_topk_finds_the_same_winners(width, k):
+    torch.manual_seed(0)
+    p = torch.randn(50, 3, width).relu()  # ReLU zeros: ties among the losers
+    vals, idx = topk_last(p, k)
+    ref = p.topk(k, dim=-1).values
+    torch.testing.assert_close(vals.sort(-1).values, ref.sort(-1).values)
+    torch.testing.assert_close(p.gather(-1, idx), vals)  # the indices point at the values
+    assert (idx.sort(-1).values.diff(dim=-1) > 0).all()  # k distinct units
 
 
 def test_kwta_and_normalisation():
