@@ -116,7 +116,7 @@ class FFBlock(nn.Module):
     @property
     def density(self) -> float:
         """The fraction of units (per half) that win the k-WTA: k / width."""
-        return min(1.0, self.k / (self.units // (2 if self.split else 1))) if self.k else 1.0
+        return min(1.0, self.k / (self.units // self.parts)) if self.k else 1.0
 
     @torch.no_grad()
     def update_duty(self, h_pos: torch.Tensor, rate: float = 0.01) -> None:
