@@ -1,10 +1,11 @@
 """Goodness functions and local losses, one file per objective, each citing its paper and equation."""
 
 from .base import OBJECTIVES, Objective, make_objective, register_objective
+from .dimcomp import DimensionalityCompression, effective_dimensionality
 from .distance import DistanceNPair
 from .hinton import HintonFF
 from .peer import peer_normalization
 from .sffa import SFFA
 from .symba import SymBa
 
-__all__ = ["OBJECTIVES", "Objective", "make_objective", "register_objective", "DistanceNPair", "HintonFF", "SFFA", "SymBa", "peer_normalization"]
+__all__ = ["OBJECTIVES", "Objective", "make_objective", "register_objective", "DimensionalityCompression", "effective_dimensionality", "DistanceNPair", "HintonFF", "SFFA", "SymBa", "peer_normalization"]

@@ -1,0 +1,69 @@
+"""Label-free FF blocks trained by dimensionality compression (seeds/003), as a feature extractor.
+
+Each block is h_i = ReLU(W_i n(h_{i-1}) + b_i), with n the RMS normalisation of the detached
+activity below (the first block sees the image, standardised per image if asked). The local loss
+of a block (``ffcl.objectives.dimcomp``) is computed on its responses to ``copies`` dropout copies
+of each image (noise enters at the first block only), after a fixed random orthogonal projection
+to ``proj_dim`` channels, as in the authors' code. The features are the blocks' outputs, concatenated.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..objectives import Objective
+from .ff import rms_normalize
+
+__all__ = ["DCNet"]
+
+
+class DCNet(nn.Module):
+    def __init__(
+        self, input_shape: tuple[int, ...], hidden: list[int], objective: Objective, *,
+        copies: int = 10, dropout: float = 0.2, proj_dim: int = 100, standardize_input: bool = False, seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if not hidden:
+            raise ValueError("a DC network needs at least one block ('hidden' is empty)")
+        if copies < 2:
+            raise ValueError(f"copies must be >= 2 (consistency is measured over noisy copies), got {copies}")
+        if not 0 <= dropout < 1:
+            raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
+        g = torch.Generator().manual_seed(seed)
+        widths = [math.prod(input_shape), *hidden]
+        self.blocks = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths, widths[1:]))
+        for i, w in enumerate(hidden):
+            q, _ = torch.linalg.qr(torch.randn(w, min(proj_dim, w), generator=g))
+            self.register_buffer(f"proj{i}", q)
+        self.objective, self.copies, self.dropout = objective, copies, dropout
+        self.standardize_input = standardize_input
+        self.feature_size = sum(hidden)
+
+    def _input(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.flatten(1)
+        if self.standardize_input:
+            x = (x - x.mean(1, keepdim=True)) / (x.std(1, keepdim=True) + 1e-6)
+        return x
+
+    def _activities(self, x: torch.Tensor) -> list[torch.Tensor]:
+        out, h = [], x
+        for block in self.blocks:
+            h = F.relu(block(h))
+            out.append(h)
+            h = rms_normalize(h.detach())
+        return out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Features [B, sum(hidden)]: every block's activity, concatenated."""
+        return torch.cat(self._activities(self._input(x)), dim=-1)
+
+    def local_loss(self, x: torch.Tensor) -> torch.Tensor:
+        """Sum of the blocks' DC losses on ``copies`` dropout copies of each image (no gradient crosses a block)."""
+        x = self._input(x)
+        noisy = F.dropout(x[:, None].expand(-1, self.copies, -1), self.dropout, training=True)
+        acts = self._activities(noisy)
+        return sum(self.objective.loss(a @ getattr(self, f"proj{i}")) for i, a in enumerate(acts))

@@ -1,0 +1,36 @@
+"""Dimensionality compression (Zhu, Qi, Ma, Lu, Feng, NeurIPS 2025; seeds/003; algorithms.md section 5).
+
+A block sees N noisy copies of each input. Its goodness is built from the effective dimensionality
+(participation ratio) of its responses, ED(M) = tr(M)^2 / ||M||_F^2 for the uncentred second moment
+M = Y^T Y / (n - 1): the responses to the copies of one image should span few dimensions
+(consistency, ED_cons, minimised) while the copy-averaged responses of different images span many
+(diversity, ED_div, maximised). L = 0.5 ED_cons - 0.5 ED_div: no negatives and no labels, so a
+block can learn from the images of a single class.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .base import Objective, register_objective
+
+__all__ = ["DimensionalityCompression", "effective_dimensionality"]
+
+
+def effective_dimensionality(y: torch.Tensor) -> torch.Tensor:
+    """ED of responses y [..., n, d]: (sum of eigenvalues)^2 / sum of squared eigenvalues of y^T y / (n-1)."""
+    m = y.transpose(-1, -2) @ y / max(y.shape[-2] - 1, 1)
+    return torch.diagonal(m, dim1=-2, dim2=-1).sum(-1).pow(2) / m.pow(2).sum((-2, -1)).clamp(min=1e-12)
+
+
+@register_objective("dimcomp")
+class DimensionalityCompression(Objective):
+    """``loss(h)`` takes the (projected) responses of one block to N noisy copies, h [B, N, d]."""
+
+    def goodness(self, h: torch.Tensor) -> torch.Tensor:
+        return h.pow(2).mean(-1)  # output energy, the paper's prediction rule
+
+    def loss(self, h: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        consistency = effective_dimensionality(h).mean()  # per image, over its copies
+        diversity = effective_dimensionality(h.mean(1))  # over the batch, copy-averaged
+        return 0.5 * consistency - 0.5 * diversity

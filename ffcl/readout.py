@@ -1,0 +1,122 @@
+"""Class-conditional Gaussians over features: the readout of every statistics-based learner.
+
+Streaming linear discriminant analysis (Hayes and Kanan, "Lifelong machine learning with deep
+streaming linear discriminant analysis", CVPR-W 2020; Avalanche's ``StreamingLDA``) keeps one
+mean per class and one covariance shared by all classes, and scores class c as the Gaussian
+log-likelihood with shared covariance (the LDA discriminant):
+
+    s_c(f) = mu_c^T P f - mu_c^T P mu_c / 2,   P = ((1 - a) S + a tr(S)/D I)^-1,
+
+with S the pooled within-class covariance and ``a`` the shrinkage (sklearn's ``shrunk_covariance``).
+With ``kind="ncm"`` P is the identity: the nearest class mean. Both models are order-invariant:
+after any sequence of experiences they equal the model fit on all the data at once, so in
+class-incremental learning they forget nothing and store no samples, only statistics.
+
+The statistics are exact and batched: each minibatch is merged with Chan, Golub and LeVeque's
+pairwise update (the scatter of the batch around its own class means plus the between term), so a
+60,000-image experience is a few matrix products, not Avalanche's per-sample Python loop (whose
+covariance update is an online approximation). Kept state: per class a mean (D float64) and a
+count; shared, the D x D scatter.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .nn.ff import NEG
+
+__all__ = ["ClassGaussians", "KINDS"]
+
+KINDS = ("lda", "ncm")
+
+
+class ClassGaussians(nn.Module):
+    """Streaming class means and pooled within-class covariance of D-dimensional features.
+
+    :param dim: feature dimension D.
+    :param num_classes: classes it can hold (grows with :meth:`grow`).
+    :param kind: ``lda`` (shared covariance) or ``ncm`` (identity covariance).
+    :param shrinkage: weight ``a`` of the scaled identity in the covariance (LDA only).
+    """
+
+    def __init__(self, dim: int, num_classes: int, kind: str = "lda", shrinkage: float = 1e-4) -> None:
+        super().__init__()
+        if kind not in KINDS:
+            raise ValueError(f"readout kind must be one of {', '.join(KINDS)}, got '{kind}'")
+        if not 0 <= shrinkage <= 1:
+            raise ValueError(f"shrinkage must lie in [0, 1], got {shrinkage}")
+        self.kind, self.shrinkage = kind, shrinkage
+        self.register_buffer("means", torch.zeros(num_classes, dim, dtype=torch.float64))
+        self.register_buffer("counts", torch.zeros(num_classes, dtype=torch.float64))
+        self.register_buffer("scatter", torch.zeros(dim, dim, dtype=torch.float64))
+        self._cache: tuple[torch.Tensor, torch.Tensor] | None = None  # (weights, bias) until the next update
+
+    @property
+    def num_classes(self) -> int:
+        return self.means.shape[0]
+
+    def bytes_per_class(self) -> int:
+        """Bytes of state a class adds (its mean and its count)."""
+        return (self.means.shape[1] + 1) * self.means.element_size()
+
+    def bytes_shared(self) -> int:
+        """Bytes of state shared by all classes (the covariance; 0 for NCM, which needs none)."""
+        return self.scatter.numel() * self.scatter.element_size() if self.kind == "lda" else 0
+
+    def grow(self, num_classes: int) -> None:
+        """Room for labels up to ``num_classes - 1``."""
+        extra = num_classes - self.num_classes
+        if extra > 0:
+            self.means = torch.cat([self.means, self.means.new_zeros(extra, self.means.shape[1])])
+            self.counts = torch.cat([self.counts, self.counts.new_zeros(extra)])
+            self._cache = None
+
+    @torch.no_grad()
+    def update(self, f: torch.Tensor, y: torch.Tensor) -> None:
+        """Merge a batch of features f [B, D] with labels y [B] into the statistics (exactly)."""
+        if y.numel() and int(y.max()) >= self.num_classes:
+            raise ValueError(f"label {int(y.max())} is out of range for a readout of {self.num_classes} classes")
+        f = f.detach().to(torch.float64)
+        n_b = torch.bincount(y, minlength=self.num_classes).to(f.dtype)
+        sums = torch.zeros_like(self.means).index_add_(0, y, f)
+        seen = n_b > 0
+        mean_b = sums[seen] / n_b[seen, None]
+        centred = f - (sums / n_b.clamp(min=1)[:, None])[y]
+        n_a = self.counts[seen]
+        delta = mean_b - self.means[seen]
+        w = n_a * n_b[seen] / (n_a + n_b[seen])
+        self.scatter += centred.T @ centred + (delta * w[:, None]).T @ delta
+        self.means[seen] += delta * (n_b[seen] / (n_a + n_b[seen]))[:, None]
+        self.counts += n_b
+        self._cache = None
+
+    def covariance(self) -> torch.Tensor:
+        """The shrunk pooled within-class covariance (D x D)."""
+        d = self.scatter.shape[0]
+        s = self.scatter / max(float(self.counts.sum()) - int((self.counts > 0).sum()), 1.0)
+        a = self.shrinkage
+        return (1 - a) * s + a * (torch.trace(s) / d) * torch.eye(d, dtype=s.dtype, device=s.device)
+
+    def _weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._cache is None:
+            mu = self.means
+            if self.kind == "lda":
+                cov = self.covariance()
+                if float(torch.trace(cov)) <= 0:  # one sample per class so far: no covariance yet
+                    cov = torch.eye(cov.shape[0], dtype=cov.dtype, device=cov.device)
+                w = torch.linalg.solve(cov, mu.T).T
+            else:
+                w = mu
+            self._cache = (w, -0.5 * (w * mu).sum(1))
+        return self._cache
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        """Class scores [B, C]; classes with no data yet score ``NEG``."""
+        w, b = self._weights()
+        scores = (f.to(w.dtype) @ w.T + b).to(f.dtype if f.is_floating_point() else torch.float32)
+        return scores.masked_fill(self.counts == 0, NEG)  # float64 products: raw-pixel LDA weights are large
+
+    def _load_from_state_dict(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        self._cache = None
+        super()._load_from_state_dict(*args, **kwargs)

@@ -1,0 +1,192 @@
+"""Statistics-based learners: features plus class-conditional Gaussians (``ffcl.readout``).
+
+* ``slda``: streaming LDA on raw pixels or on a given feature extractor (Hayes and Kanan, CVPR-W
+  2020; Avalanche's ``StreamingLDA`` model, with exact batched statistics).
+* ``ncm``: the nearest class mean (Mensink et al., TPAMI 2013), the same with identity covariance.
+* ``dc_lda``: label-free FF blocks trained by dimensionality compression (seeds/003) during the
+  first ``feature_experiences`` experiences, then frozen, under a streaming-LDA readout: the
+  features never change once class statistics depend on them, so no class is forgotten and no
+  image is stored ("first-session adaptation", Panos et al., ICCV 2023, with an FF learner).
+  ``feature_experiences = 0`` keeps the blocks at their random initialisation (the ablation).
+
+All three are order-invariant once the features are frozen: any split (one class per
+experience, uneven experiences, any class order, classes first seen mid-stream) gives the model
+that all the data at once would give.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from avalanche.training.templates import SupervisedTemplate
+from torch import nn
+
+from ..config import ConfigError
+from ..data.loaders import TensorLoader, dataset_tensors
+from ..data.loaders import TensorLoaders
+from ..nn.dc import DCNet
+from ..objectives import DimensionalityCompression
+from ..readout import KINDS, ClassGaussians
+from .ff_template import ScoreCrossEntropy
+from .registry import BuildContext, register_learner
+
+__all__ = ["GaussianClassifier", "GaussianTemplate"]
+
+
+class GaussianClassifier(nn.Module):
+    """``features`` (any module mapping images to vectors) followed by class-conditional Gaussians."""
+
+    def __init__(self, features: nn.Module, readout: ClassGaussians) -> None:
+        super().__init__()
+        self.features, self.readout = features, readout
+
+    @property
+    def max_classes(self) -> int:
+        return self.readout.num_classes
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.readout(self.features(x).flatten(1))
+
+    def grow(self, num_classes: int) -> None:
+        self.readout.grow(num_classes)
+
+
+class GaussianTemplate(TensorLoaders, SupervisedTemplate):
+    """Avalanche template for :class:`GaussianClassifier`.
+
+    An experience is one pass that merges each minibatch's features into the class statistics
+    (the minibatch is scored first, so training accuracy is measured before the model saw the
+    samples). If the feature extractor has a ``local_loss`` and fewer than ``feature_experiences``
+    experiences have trained it, the experience instead trains the features for the recipe's
+    epochs (its optimiser on the local loss, no back-propagation across blocks) and then merges
+    the experience's statistics with the trained features.
+    """
+
+    def __init__(self, *, model: GaussianClassifier, optimizer: torch.optim.Optimizer | None = None,
+                 feature_experiences: int = 0, **kwargs: Any) -> None:
+        if feature_experiences < 0:
+            raise ConfigError(f"feature_experiences must be >= 0, got {feature_experiences}")
+        if feature_experiences and not hasattr(model.features, "local_loss"):
+            raise ConfigError(f"feature_experiences = {feature_experiences}, but {type(model.features).__name__} has no local loss to train")
+        kwargs.setdefault("criterion", ScoreCrossEntropy())
+        super().__init__(model=model, optimizer=optimizer, **kwargs)  # type: ignore[arg-type]
+        self.feature_experiences = feature_experiences
+        self.features_trained = 0  # experiences that have trained the features so far
+
+    @property
+    def training_features(self) -> bool:
+        return self.is_training and self.features_trained < self.feature_experiences
+
+    def make_optimizer(self, **kwargs: Any) -> None:
+        if self.optimizer is not None:
+            super().make_optimizer(**kwargs)
+
+    def model_adaptation(self, model: nn.Module | None = None) -> nn.Module:
+        model = super().model_adaptation(model)
+        if not self.training_features:
+            model.eval()  # frozen features: no dropout or batch-norm updates while statistics are taken
+        return model
+
+    def training_epoch(self, **kwargs: Any) -> None:
+        if self.training_features:
+            return super().training_epoch(**kwargs)
+        if self.clock.train_exp_epochs:  # statistics: one pass per experience
+            return
+        for self.mbatch in self.dataloader:  # Avalanche's loop without backward and update
+            if self._stop_training:
+                break
+            self._unpack_minibatch()
+            self._before_training_iteration(**kwargs)
+            self._before_forward(**kwargs)
+            self.mb_output = self.forward()
+            self._after_forward(**kwargs)
+            self.loss = self.criterion()
+            self._after_training_iteration(**kwargs)
+
+    def forward(self) -> torch.Tensor:
+        if not self.is_training:
+            return super().forward()
+        model: GaussianClassifier = self.model
+        if self.training_features:
+            self._local = model.features.local_loss(self.mb_x)
+            with torch.no_grad():
+                return model(self.mb_x)
+        with torch.no_grad():
+            f = model.features(self.mb_x).flatten(1)
+            scores = model.readout(f)
+            model.readout.update(f, self.mb_y)
+        return scores
+
+    def criterion(self) -> torch.Tensor:
+        if self.training_features:
+            return self._local
+        with torch.no_grad():
+            return super().criterion()
+
+    @torch.no_grad()
+    def _after_training_exp(self, **kwargs: Any) -> None:
+        if self.training_features:  # the features are final for this experience: now take its statistics
+            model: GaussianClassifier = self.model
+            model.eval()
+            x, y, _ = dataset_tensors(self.adapted_dataset, self.device)
+            for bx, by, _ in TensorLoader([x, y, y], self.eval_mb_size, shuffle=False):
+                model.readout.update(model.features(bx).flatten(1), by)
+            self.features_trained += 1
+        super()._after_training_exp(**kwargs)
+
+
+def _readout(ctx: BuildContext, dim: int, kind: str, shrinkage: float) -> ClassGaussians:
+    if kind not in KINDS:
+        raise ConfigError(f"readout must be one of {', '.join(KINDS)}, got '{kind}'")
+    if not 0 <= shrinkage <= 1:
+        raise ConfigError(f"shrinkage must lie in [0, 1], got {shrinkage}")
+    return ClassGaussians(dim, ctx.num_classes, kind, shrinkage)
+
+
+@register_learner("slda")
+def slda(ctx: BuildContext, shrinkage: float = 1e-4, feature_extractor: str = "") -> GaussianTemplate:
+    """Streaming LDA on raw pixels, or on the features of a TorchScript module saved at
+    ``feature_extractor`` (``torch.jit.save``; loaded without unpickling)."""
+    features: nn.Module = nn.Flatten()
+    dim = int(torch.tensor(ctx.input_shape).prod())
+    if feature_extractor:
+        try:
+            features = torch.jit.load(feature_extractor, map_location=ctx.device)
+        except (OSError, RuntimeError, ValueError) as e:
+            raise ConfigError(f"slda: cannot load feature_extractor '{feature_extractor}' as a TorchScript module ({type(e).__name__}); save it with torch.jit.save") from None
+        with torch.no_grad():
+            dim = features(torch.zeros(1, *ctx.input_shape, device=ctx.device)).flatten(1).shape[1]
+    model = GaussianClassifier(features, _readout(ctx, dim, "lda", shrinkage))
+    return GaussianTemplate(model=model, **ctx.template_kwargs())
+
+
+@register_learner("ncm")
+def ncm(ctx: BuildContext) -> GaussianTemplate:
+    """Nearest class mean on raw pixels."""
+    model = GaussianClassifier(nn.Flatten(), _readout(ctx, int(torch.tensor(ctx.input_shape).prod()), "ncm", 0.0))
+    return GaussianTemplate(model=model, **ctx.template_kwargs())
+
+
+@register_learner("dc_lda")
+def dc_lda(
+    ctx: BuildContext,
+    feature_experiences: int = 1,
+    readout: str = "lda",
+    shrinkage: float = 1e-4,
+    copies: int = 10,
+    dropout: float = 0.2,
+    proj_dim: int = 100,
+    standardize_input: bool = False,
+    seed: int = 0,
+) -> GaussianTemplate:
+    """Dimensionality-compression FF blocks (``hidden`` wide), trained during the first
+    ``feature_experiences`` experiences and then frozen, under a streaming Gaussian ``readout``."""
+    try:
+        net = DCNet(ctx.input_shape, ctx.config.hidden, DimensionalityCompression(), copies=copies, dropout=dropout,
+                    proj_dim=proj_dim, standardize_input=standardize_input, seed=seed)
+    except ValueError as e:
+        raise ConfigError(f"dc_lda: {e}") from None
+    model = GaussianClassifier(net, _readout(ctx, net.feature_size, readout, shrinkage))
+    optimizer = ctx.optimizer(net.parameters()) if feature_experiences else None
+    return GaussianTemplate(model=model, optimizer=optimizer, feature_experiences=feature_experiences, **ctx.template_kwargs())
