@@ -50,7 +50,8 @@ class ScenarioConfig:
 
     ``kind="class_incremental"`` splits the classes into ``n_experiences`` groups (Avalanche's
     ``class_incremental_benchmark``); ``kind="joint"`` is one experience holding every class, the
-    upper bound; ``kind="drift"`` keeps every class in every experience and shifts the inputs
+    upper bound; ``classes_per_experience`` (e.g. ``[3, 2, 2, 2, 1]``) gives uneven experiences
+    and sets ``n_experiences`` to its length; ``kind="drift"`` keeps every class in every experience and shifts the inputs
     instead: the training set is cut into ``n_experiences`` parts, part i rotated by
     ``drift_strength * i / (n - 1)`` degrees (``drift="rotate"``) or given Gaussian noise of that
     standard deviation (``drift="noise"``), and test experience i is the test set under the same
@@ -68,6 +69,7 @@ class ScenarioConfig:
     kind: str = "class_incremental"
     n_experiences: int = 5
     class_order: list[int] | None = None
+    classes_per_experience: list[int] | None = None
     shuffle_classes: bool = False
     online: bool = False
     online_batch_size: int = 10
@@ -94,6 +96,10 @@ class ScenarioConfig:
                 _positive(where, key, getattr(self, key))
         if self.kind == "joint" and self.n_experiences != 1:
             self.n_experiences = 1
+        if self.classes_per_experience is not None:
+            if not self.classes_per_experience or any(n < 1 for n in self.classes_per_experience):
+                raise ConfigError(f"{where}: 'classes_per_experience' must list positive class counts, got {self.classes_per_experience}")
+            self.n_experiences = len(self.classes_per_experience)
         if self.class_order is not None and self.shuffle_classes:
             raise ConfigError(f"{where}: give either 'class_order' or 'shuffle_classes = true', not both")
 

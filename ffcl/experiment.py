@@ -129,7 +129,8 @@ def build_stream(sc: ScenarioConfig, data: Any, seed: int) -> Stream:
     if sc.kind == "drift":
         return make_drift_stream(data, sc.n_experiences, drift=sc.drift, strength=sc.drift_strength, seed=seed, **online)
     return make_stream(
-        data, sc.n_experiences, class_order=sc.class_order, shuffle_classes=sc.shuffle_classes, seed=seed, **online
+        data, sc.n_experiences, class_order=sc.class_order, classes_per_experience=sc.classes_per_experience,
+        shuffle_classes=sc.shuffle_classes, seed=seed, **online,
     )
 
 

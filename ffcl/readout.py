@@ -77,16 +77,16 @@ class ClassGaussians(nn.Module):
         """Merge a batch of features f [B, D] with labels y [B] into the statistics (exactly)."""
         if y.numel() and int(y.max()) >= self.num_classes:
             raise ValueError(f"label {int(y.max())} is out of range for a readout of {self.num_classes} classes")
-        f = f.detach().to(torch.float64)
-        n_b = torch.bincount(y, minlength=self.num_classes).to(f.dtype)
-        sums = torch.zeros_like(self.means).index_add_(0, y, f)
+        f = f.detach()
+        n_b = torch.bincount(y, minlength=self.num_classes).to(self.means.dtype)
+        sums = torch.zeros_like(self.means).index_add_(0, y, f.to(self.means.dtype))
         seen = n_b > 0
         mean_b = sums[seen] / n_b[seen, None]
-        centred = f - (sums / n_b.clamp(min=1)[:, None])[y]
+        centred = f - (sums / n_b.clamp(min=1)[:, None])[y].to(f.dtype)  # the batch scatter in the features' precision
         n_a = self.counts[seen]
         delta = mean_b - self.means[seen]
         w = n_a * n_b[seen] / (n_a + n_b[seen])
-        self.scatter += centred.T @ centred + (delta * w[:, None]).T @ delta
+        self.scatter += (centred.T @ centred).to(self.scatter.dtype) + (delta * w[:, None]).T @ delta
         self.means[seen] += delta * (n_b[seen] / (n_a + n_b[seen]))[:, None]
         self.counts += n_b
         self._cache = None

@@ -52,6 +52,7 @@ def make_stream(
     n_experiences: int = 5,
     *,
     class_order: list[int] | None = None,
+    classes_per_experience: list[int] | None = None,
     shuffle_classes: bool = False,
     seed: int = 0,
     online: bool = False,
@@ -60,6 +61,8 @@ def make_stream(
     """Split ``data`` into a class-incremental stream (``n_experiences=1`` gives the joint stream).
 
     Each experience gets ``num_classes // n_experiences`` classes; the last one also takes the rest.
+    ``classes_per_experience`` (e.g. ``[3, 2, 2, 2, 1]``) sets the counts instead, and the number
+    of experiences to its length.
 
     The classes come in ``class_order`` if given, else shuffled by ``seed`` if ``shuffle_classes``,
     else in their natural order. ``online`` marks the stream as seen once (the runner trains one
@@ -68,6 +71,12 @@ def make_stream(
     """
     present = torch.unique(data.y_train).tolist()  # every class of a data set; the new ones for `ffcl adapt`
     n_classes = len(present)
+    if classes_per_experience is not None:
+        if sum(classes_per_experience) != n_classes or min(classes_per_experience, default=0) < 1:
+            raise DataError(
+                f"classes_per_experience must be positive counts summing to the {n_classes} classes of '{data.name}', got {classes_per_experience}"
+            )
+        n_experiences = len(classes_per_experience)
     if not 1 <= n_experiences <= n_classes:
         raise DataError(
             f"n_experiences must be between 1 and the {n_classes} classes of '{data.name}', got {n_experiences}"
@@ -85,7 +94,7 @@ def make_stream(
 
     # Avalanche's num_experiences drops the remainder classes; give the remainder to the last experience
     per = n_classes // n_experiences
-    sizes = [per] * (n_experiences - 1) + [n_classes - per * (n_experiences - 1)]
+    sizes = list(classes_per_experience or [per] * (n_experiences - 1) + [n_classes - per * (n_experiences - 1)])
     if present == list(range(n_classes)):
         rng_state = torch.random.get_rng_state()  # Avalanche reseeds the global RNG; keep ours intact
         benchmark = class_incremental_benchmark(

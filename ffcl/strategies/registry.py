@@ -124,7 +124,7 @@ def build_strategy(
     extra_plugins: Iterable[SupervisedPlugin] = (),
 ) -> SupervisedTemplate:
     """Build the Avalanche strategy a recipe describes: its plugins first, then its learner."""
-    from . import augment, baselines, df, ff, finetune, gaussian, schedules, sffa  # noqa: F401  (register the built-in learners and plugins)
+    from . import augment, baselines, df, ff, finetune, gaussian, genclass, schedules, sffa  # noqa: F401  (register the built-in learners and plugins)
 
     ctx = BuildContext(config, tuple(input_shape), num_classes, torch.device(device), evaluator)
     ctx.plugins.extend(_call("plugin", name, PLUGINS, ctx, args) for name, args in config.plugins.items())

@@ -1,0 +1,194 @@
+"""Tests for the replay-free learners: class Gaussians (slda, ncm), DC features with an LDA readout
+(dc_lda, the replay_free recipe) and the generative classifier (genclass)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from avalanche.benchmarks.scenarios.supervised import class_incremental_benchmark
+from avalanche.evaluation.metrics import accuracy_metrics
+from avalanche.training.plugins import EvaluationPlugin
+from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+from torch.utils.data import TensorDataset
+
+from ffcl.config import ConfigError, StrategyConfig, load_strategy
+from ffcl.data import load_dataset, make_stream
+from ffcl.data.datasets import DataError
+from ffcl.nn.dc import DCNet
+from ffcl.objectives import DimensionalityCompression, effective_dimensionality
+from ffcl.readout import ClassGaussians
+from ffcl.strategies import build_strategy
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits")
+
+
+def build(cfg: StrategyConfig, input_shape, num_classes):
+    evaluator = EvaluationPlugin(accuracy_metrics(experience=True, stream=True), loggers=[])
+    return build_strategy(cfg, input_shape=input_shape, num_classes=num_classes, evaluator=evaluator)
+
+
+def predictions(strategy, x: torch.Tensor) -> torch.Tensor:
+    strategy.model.eval()
+    with torch.no_grad():
+        return strategy.model(x).argmax(1)
+
+
+# ------------------------------------------------------------------ the statistics
+
+
+def test_streaming_statistics_equal_the_batch_statistics_in_any_order_and_split():
+    g = torch.Generator().manual_seed(0)
+    f, y = torch.randn(300, 7, generator=g, dtype=torch.float64), torch.randint(0, 4, (300,), generator=g)
+    whole = ClassGaussians(7, 5)
+    whole.update(f, y)
+    parts = ClassGaussians(7, 5)
+    perm = torch.randperm(300, generator=g)
+    for idx in perm.split(37):  # uneven batches, classes interleaved, one class missing (4)
+        parts.update(f[idx], y[idx])
+    means = torch.stack([f[y == c].mean(0) for c in range(4)])
+    scatter = sum((f[y == c] - means[c]).T @ (f[y == c] - means[c]) for c in range(4))
+    for model in (whole, parts):
+        assert torch.allclose(model.means[:4], means) and torch.allclose(model.scatter, scatter)
+        assert model.counts.tolist() == [float((y == c).sum()) for c in range(4)] + [0.0]
+    assert (whole(f)[:, 4] < -1e8).all()  # a class with no data is never predicted
+
+
+def test_lda_matches_sklearn_and_ncm_is_the_nearest_mean(digits):
+    x, y = digits.x_train.flatten(1), digits.y_train
+    xt = digits.x_test.flatten(1)
+    lda = ClassGaussians(x.shape[1], 10, "lda", shrinkage=0.1)
+    lda.update(x, y)
+    ref = LinearDiscriminantAnalysis(solver="lsqr", shrinkage=0.1, priors=np.full(10, 0.1)).fit(x.numpy(), y.numpy())
+    assert (lda(xt).argmax(1).numpy() == ref.predict(xt.numpy())).mean() > 0.99
+    ncm = ClassGaussians(x.shape[1], 10, "ncm")
+    ncm.update(x, y)
+    nearest = torch.cdist(xt, torch.stack([x[y == c].mean(0) for c in range(10)])).argmin(1)
+    assert torch.equal(ncm(xt).argmax(1), nearest)
+
+
+def test_readout_rejects_labels_beyond_its_classes():
+    with pytest.raises(ValueError, match="out of range"):
+        ClassGaussians(3, 2).update(torch.zeros(1, 3), torch.tensor([2]))
+
+
+# ------------------------------------------------------------------ order-invariance: any split
+
+
+@pytest.mark.parametrize("name", ["slda", "ncm", "replay_free"])
+def test_any_split_gives_the_same_final_model(digits, name):
+    """One class per experience, uneven experiences and a shuffled order end in the same predictions."""
+    cfg = load_strategy(name)
+    cfg.hidden, cfg.epochs = [64], 1
+    if name == "replay_free":
+        cfg.learner_args["feature_experiences"] = 0  # features trained on the first experience differ by split
+    preds = []
+    for kwargs in ({"n_experiences": 5}, {"n_experiences": 10}, {"classes_per_experience": [3, 2, 2, 2, 1]},
+                   {"n_experiences": 5, "class_order": [7, 3, 9, 0, 1, 8, 2, 6, 5, 4]}):
+        torch.manual_seed(0)
+        stream = make_stream(digits, **kwargs)
+        strategy = build(cfg, stream.input_shape, stream.num_classes)
+        for exp in stream.train_stream:
+            strategy.train(exp)
+        preds.append(predictions(strategy, digits.x_test))
+    assert all(torch.equal(p, preds[0]) for p in preds[1:])
+    assert (preds[0] == digits.y_test).float().mean() > 0.85
+
+
+def test_uneven_experiences_are_validated(digits):
+    stream = make_stream(digits, classes_per_experience=[3, 2, 2, 2, 1])
+    assert [len(e.classes_in_this_experience) for e in stream.train_stream] == [3, 2, 2, 2, 1]
+    with pytest.raises(DataError, match="summing to the 10 classes"):
+        make_stream(digits, classes_per_experience=[3, 3])
+
+
+# ------------------------------------------------------------------ DC features
+
+
+def test_effective_dimensionality_by_hand():
+    rank_one = torch.ones(6, 1) @ torch.randn(1, 4)
+    assert effective_dimensionality(rank_one).item() == pytest.approx(1.0)
+    assert effective_dimensionality(torch.eye(4) * 3).item() == pytest.approx(4.0)  # equal variance in 4 directions
+
+
+def test_dc_blocks_learn_locally():
+    torch.manual_seed(0)
+    net = DCNet((1, 8, 8), [16, 12], DimensionalityCompression(), copies=4, proj_dim=8)
+    net.local_loss(torch.rand(10, 1, 8, 8)).backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in net.parameters())
+    # the second block's loss alone gives the first block no gradient: blocks are detached
+    net.zero_grad()
+    x = torch.rand(10, 64)
+    acts = net._activities(x)
+    net.objective.loss((acts[1] @ net.proj1)[None]).backward()
+    assert net.blocks[0].weight.grad is None
+    assert net(torch.rand(3, 1, 8, 8)).shape == (3, 28)
+
+
+def test_dc_lda_trains_features_only_in_its_first_experiences(digits):
+    torch.manual_seed(0)
+    stream = make_stream(digits, 5)
+    cfg = StrategyConfig(learner="dc_lda", hidden=[32], epochs=2, batch_size=64, learner_args={"feature_experiences": 1})
+    strategy = build(cfg, stream.input_shape, stream.num_classes)
+    first = [p.detach().clone() for p in strategy.model.features.parameters()]
+    strategy.train(stream.train_stream[0])
+    after_first = [p.detach().clone() for p in strategy.model.features.parameters()]
+    assert any(not torch.equal(a, b) for a, b in zip(first, after_first))  # the first experience trains them
+    means = strategy.model.readout.means.clone()
+    for exp in stream.train_stream[1:]:
+        strategy.train(exp)
+    assert all(torch.equal(a, p) for a, p in zip(after_first, strategy.model.features.parameters()))  # then frozen
+    assert torch.equal(strategy.model.readout.means[:2], means[:2])  # old classes' statistics never change
+    assert int(strategy.model.readout.counts.sum()) == len(digits.y_train)  # every training image counted once
+    assert (predictions(strategy, digits.x_test) == digits.y_test).float().mean() > 0.85
+
+
+def test_dc_lda_refuses_bad_arguments(digits):
+    for args, match in (({"feature_experiences": -1}, "feature_experiences"), ({"readout": "qda"}, "readout"),
+                        ({"shrinkage": 2.0}, "shrinkage"), ({"copies": 1}, "copies")):
+        with pytest.raises(ConfigError, match=match):
+            build(StrategyConfig(learner="dc_lda", hidden=[8], learner_args=args), (1, 8, 8), 10)
+
+
+# ------------------------------------------------------------------ the generative classifier
+
+
+def test_genclass_learns_and_never_changes_an_old_class(digits):
+    torch.manual_seed(0)
+    stream = make_stream(digits, 2)
+    cfg = StrategyConfig(learner="genclass", hidden=[32], epochs=15, batch_size=64, learner_args={"latent": 3})
+    strategy = build(cfg, stream.input_shape, stream.num_classes)
+    strategy.train(stream.train_stream[0])
+    old = [p.detach().clone() for c in range(5) for p in strategy.model.vaes[c].parameters()]
+    strategy.train(stream.train_stream[1])
+    assert all(torch.equal(a, p) for a, p in zip(old, (p for c in range(5) for p in strategy.model.vaes[c].parameters())))
+    acc = (predictions(strategy, digits.x_test) == digits.y_test).float().mean()
+    assert acc > 0.7, acc
+
+
+# ------------------------------------------------------------------ an Avalanche user's own script
+
+
+@pytest.mark.parametrize("name", ["slda", "replay_free", "genclass"])
+def test_learners_run_on_an_avalanche_benchmark(digits, name):
+    """An Avalanche-built stream with a non-natural class order and the user's own evaluator:
+    the logged stream accuracy equals the accuracy computed from the model."""
+    torch.manual_seed(0)
+    bench = class_incremental_benchmark(
+        {"train": TensorDataset(digits.x_train, digits.y_train), "test": TensorDataset(digits.x_test, digits.y_test)},
+        class_order=[9, 4, 0, 6, 1, 3, 2, 8, 7, 5], num_experiences=5,
+    )
+    cfg = load_strategy(name)
+    cfg.hidden = [32] if name != "genclass" else [32, 32]
+    cfg.epochs = min(cfg.epochs, 3)
+    strategy = build(cfg, tuple(digits.x_train.shape[1:]), 10)
+    for exp in bench.train_stream:
+        strategy.train(exp)
+    logged = strategy.eval(bench.test_stream)["Top1_Acc_Stream/eval_phase/test_stream"]
+    torch.manual_seed(1)
+    direct = (predictions(strategy, digits.x_test) == digits.y_test).float().mean().item()
+    tolerance = 0.02 if name == "genclass" else 1e-6  # genclass samples its likelihood estimate
+    assert abs(logged - direct) <= tolerance
