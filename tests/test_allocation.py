@@ -166,3 +166,28 @@ def test_classes_that_return_after_their_experience_get_a_warning(digits):
         s.train(stream.train_stream[1])
     assert any("classes [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]" in str(w.message) and "class-incremental" in str(w.message)
                for w in caught)
+
+
+@pytest.mark.parametrize("task_boundaries", [True, False])
+def test_allocation_runs_on_online_mini_experiences(digits, task_boundaries):
+    """Avalanche's OnlineCLExperience has no classes_in_this_experience (issue 14, item 1)."""
+    from avalanche.benchmarks.scenarios.online import split_online_stream
+
+    torch.manual_seed(0)
+    stream = make_stream(digits, 2, online=True)
+    online = split_online_stream(stream.train_stream, experience_size=200, shuffle=True, seed=0,
+                                 access_task_boundaries=task_boundaries)
+    strategy, plugin = _alloc_strategy(digits, epochs=1)
+    for exp in online:
+        strategy.train(exp)
+    owned = {int(c) for c in plugin.model.blocks[0].owner.unique() if c >= 0}
+    assert owned == set(range(10))  # every class got its neurons
+
+
+def test_experience_classes_of_an_online_mini_experience(digits):
+    from ffcl.data.streams import experience_classes
+
+    stream = make_stream(digits, 2, online=True, online_experience_size=100)
+    exp = next(iter(stream.train_stream))
+    x, y = exp.dataset[0][:2]
+    assert int(y) in experience_classes(exp) and set(experience_classes(exp)) <= set(range(5))

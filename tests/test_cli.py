@@ -41,7 +41,7 @@ def test_run_quiet_prints_the_summary(tmp_path, capsys):
     metrics = json.loads((out_dir / "metrics.json").read_text())
     assert metrics["seed"] == 1 and len(metrics["accuracy_matrix"]) == 2
     lines = out.splitlines()
-    assert lines[0] == "sffa on split_digits (seed 1, cpu)"  # SFFA is the default strategy
+    assert lines[0] == "replay_free on split_digits (seed 1, cpu)"  # the replay-free recipe is the default strategy
     assert f"{100 * metrics['final_average_accuracy']:6.2f}" in next(x for x in lines if "final average accuracy" in x)
     assert any("average forgetting" in x for x in lines) and any(x.startswith("  BWT") for x in lines)
     assert "accuracy matrix (%):" in out and lines[-1] == f"run directory: {out_dir}"

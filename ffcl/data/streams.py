@@ -26,7 +26,7 @@ from torch.utils.data import TensorDataset
 
 from .datasets import DataError, TensorData
 
-__all__ = ["Stream", "make_stream", "make_drift_stream", "shift"]
+__all__ = ["Stream", "make_stream", "make_drift_stream", "shift", "experience_classes"]
 
 
 @dataclass
@@ -193,3 +193,12 @@ def _finish(benchmark: Any, per_exp: list[list[int]], data: TensorData, seed: in
         online=online,
         mini_experiences=online and online_experience_size is not None,
     )
+
+
+def experience_classes(experience: Any) -> list[int]:
+    """The classes of an Avalanche experience: its ``classes_in_this_experience``, or, for online
+    mini-experiences (``OnlineCLExperience``, which lack it), the labels of its own data."""
+    classes = getattr(experience, "classes_in_this_experience", None)
+    if classes is None:
+        classes = torch.unique(torch.as_tensor(list(experience.dataset.targets))).tolist()
+    return sorted(int(c) for c in classes)

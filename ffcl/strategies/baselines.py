@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from avalanche.training import DER, Cumulative, JointTraining
+from avalanche.training import DER, Cumulative, GenerativeReplay, JointTraining
 from avalanche.training.plugins import (
     AGEMPlugin,
     EWCPlugin,
@@ -212,3 +212,18 @@ def agem(ctx: BuildContext, patterns_per_experience: int = 256, sample_size: int
 def gdumb(ctx: BuildContext, mem_size: int = 500) -> GDumbPlugin:
     """GDumb: keep a class-balanced buffer and retrain from scratch on it after each experience."""
     return GDumbPlugin(mem_size=mem_size)
+
+
+@register_learner("dgr")
+def dgr(ctx: BuildContext, replay_size: int | None = None, increasing_replay_size: bool = False) -> SupervisedTemplate:
+    """Deep Generative Replay (Shin et al. 2017), Avalanche's ``GenerativeReplay``: the MLP learns
+    from each minibatch joined by images its VAE generator (Avalanche's default ``MlpVAE``, itself
+    trained with generative replay) draws of the earlier classes, labelled by the previous model.
+    No image is stored; generated ones are replayed. Avalanche's generator is built for 1x28x28 images."""
+    if tuple(ctx.input_shape) != (1, 28, 28):
+        raise ConfigError(f"learner 'dgr': Avalanche's default generator takes 1x28x28 images (MNIST, Fashion-MNIST), not {'x'.join(map(str, ctx.input_shape))}")
+    model = ctx.mlp()
+    return GenerativeReplay(
+        model=model, optimizer=ctx.optimizer(model.parameters()), criterion=nn.CrossEntropyLoss(),
+        replay_size=replay_size, increasing_replay_size=increasing_replay_size, **ctx.template_kwargs(),
+    )

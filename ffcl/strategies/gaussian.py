@@ -63,6 +63,8 @@ class GaussianTemplate(TensorLoaders, SupervisedTemplate):
     the experience's statistics with the trained features.
     """
 
+    STATS_BATCH = 4096  # minibatch of a statistics pass
+
     def __init__(self, *, model: GaussianClassifier, optimizer: torch.optim.Optimizer | None = None,
                  feature_experiences: int = 0, **kwargs: Any) -> None:
         if feature_experiences < 0:
@@ -77,6 +79,11 @@ class GaussianTemplate(TensorLoaders, SupervisedTemplate):
     @property
     def training_features(self) -> bool:
         return self.is_training and self.features_trained < self.feature_experiences
+
+    def make_train_dataloader(self, shuffle: bool = True, drop_last: bool = False, **kwargs: Any) -> None:
+        super().make_train_dataloader(shuffle=shuffle, drop_last=drop_last, **kwargs)
+        if not self.training_features:  # statistics only: the batch size does not change them, and each
+            self.dataloader.batch_size = max(self.train_mb_size, self.STATS_BATCH)  # batch is scored (one solve)
 
     def make_optimizer(self, **kwargs: Any) -> None:
         if self.optimizer is not None:
