@@ -136,10 +136,16 @@ def _compare(args: argparse.Namespace) -> None:
     from .report import write_report
 
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
+    if not strategies:
+        raise ConfigError(f"--strategies needs at least one strategy recipe, e.g. replay_free,slda,replay; got '{args.strategies}'")
     try:
         seeds = [int(s) for s in args.seeds.split(",")]
     except ValueError:
         raise ConfigError(f"--seeds must be comma-separated integers, got '{args.seeds}'") from None
+    for what, values in (("--strategies", [Path(s).stem for s in strategies]), ("--seeds", seeds)):
+        repeated = sorted({str(v) for v in values if values.count(v) > 1})
+        if repeated:
+            raise ConfigError(f"{what} lists {', '.join(repeated)} more than once; one run would count twice. List each once.")
     load_scenario(args.scenario)  # fail early on bad names, before any run starts
     for name in strategies:
         load_strategy(name)

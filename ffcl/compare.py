@@ -9,7 +9,6 @@ The summary (mean ± std over seeds) is printed and written as ``comparison.md``
 from __future__ import annotations
 
 import csv
-import shutil
 import statistics
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from .experiment import RunError
 from .report import load_metrics
 
 __all__ = ["run_grid", "summarize_runs", "format_markdown", "write_comparison", "COLUMNS"]
@@ -57,8 +57,8 @@ def run_grid(
                 echo(f"{run_dir.name}: resuming")
                 cmd += ["--resume", str(run_dir)]
             else:
-                if run_dir.exists():  # started, but no experience finished: nothing to keep
-                    shutil.rmtree(run_dir)
+                if run_dir.exists():  # started, but no experience finished: remove what ffcl wrote there, only that
+                    _clear_unfinished(run_dir)
                 echo(f"{run_dir.name}: running")
                 cmd += ["--scenario", scenario, "--strategy", strategy, "--seed", str(seed),
                         "--device", device, "--out", str(run_dir)]
@@ -66,6 +66,22 @@ def run_grid(
                     cmd += ["--set", o]
             subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     return dirs
+
+
+RUN_FILES = ("config.json", "log.txt", "metrics.csv")  # what an unfinished run has written before its first checkpoint
+
+
+def _clear_unfinished(run_dir: Path) -> None:
+    """Remove an unfinished run's own files; refuse if the folder holds anything ffcl did not write."""
+    others = sorted(p.name for p in run_dir.iterdir() if p.name not in RUN_FILES) if run_dir.is_dir() else [run_dir.name]
+    if others:
+        raise RunError(
+            f"{run_dir} exists and holds files ffcl did not write ({', '.join(others[:3])}); "
+            "move them away or choose another --out"
+        )
+    for name in RUN_FILES:
+        (run_dir / name).unlink(missing_ok=True)
+    run_dir.rmdir()
 
 
 def summarize_runs(run_dirs: Sequence[Path]) -> list[dict[str, Any]]:

@@ -289,6 +289,7 @@ def _train(
         "wall_time_s": time.perf_counter() - start,
         "peak_memory_mb": progress["peak_memory_mb"],
         **({"allocation": progress["allocation"]} if "allocation" in progress else {}),
+        **({"kept_bytes": strategy.model.kept_bytes()} if hasattr(strategy.model, "kept_bytes") else {}),
         **({"anytime": progress["anytime"]} if "anytime" in progress else {}),
         **({"activity": progress["activity"]} if "activity" in progress else {}),
         "machine": machine_info(),

@@ -69,3 +69,29 @@ def test_compare_rejects_bad_names_before_running(tmp_path, capsys):
     rc = main(["compare", "--strategies", "naive", "--seeds", "0,x", "--out", str(tmp_path / "g")])
     _, err = capsys.readouterr()
     assert rc == 2 and "--seeds" in err
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--strategies", "naive,naive"], "naive more than once"),
+    (["--strategies", "naive", "--seeds", "0,0"], "0 more than once"),
+    (["--strategies", ","], "at least one strategy"),
+])
+def test_compare_rejects_repeated_or_empty_lists(tmp_path, capsys, args, words):
+    rc = main(["compare", *args, "--out", str(tmp_path / "g")])
+    _, err = capsys.readouterr()
+    assert rc == 2 and err.startswith("ffcl: error:") and words in err and "Traceback" not in err
+    assert not (tmp_path / "g").exists()
+
+
+def test_grid_never_deletes_what_ffcl_did_not_write(tmp_path):
+    small = ["strategy.hidden=[16]", "scenario.n_experiences=2", "scenario.epochs=1"]
+    mine = tmp_path / "grid" / "naive-seed0"
+    mine.mkdir(parents=True)
+    (mine / "notes.txt").write_text("the user's own file")
+    with pytest.raises(Exception, match="ffcl did not write"):
+        run_grid("split_digits", ["naive"], [0], tmp_path / "grid", overrides=small, echo=lambda s: None)
+    assert (mine / "notes.txt").read_text() == "the user's own file"
+    (mine / "notes.txt").unlink()
+    (mine / "config.json").write_text("{}")  # an unfinished run of ffcl's own: cleared and run again
+    (dirs,) = [run_grid("split_digits", ["naive"], [0], tmp_path / "grid", overrides=small, echo=lambda s: None)]
+    assert (dirs[0] / "metrics.json").exists()

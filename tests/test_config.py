@@ -76,7 +76,8 @@ def test_every_strategy_recipe_loads(name):
     assert isinstance(cfg, StrategyConfig)
     assert cfg.learner and cfg.optimizer in config.OPTIMIZERS and cfg.lr > 0 and cfg.description
     # and builds: its learner and plugin arguments are ones they take
-    strategy = build_strategy(cfg, input_shape=(1, 8, 8), num_classes=10, evaluator=EvaluationPlugin(loggers=[]))
+    shape = (1, 28, 28) if cfg.learner == "dgr" else (1, 8, 8)  # Avalanche's DGR generator takes 28x28 images only
+    strategy = build_strategy(cfg, input_shape=shape, num_classes=10, evaluator=EvaluationPlugin(loggers=[]))
     assert strategy.train_epochs == cfg.epochs
     assert all(isinstance(args, dict) for args in cfg.plugins.values())
 

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -192,3 +194,90 @@ def test_learners_run_on_an_avalanche_benchmark(digits, name):
     direct = (predictions(strategy, digits.x_test) == digits.y_test).float().mean().item()
     tolerance = 0.02 if name == "genclass" else 1e-6  # genclass samples its likelihood estimate
     assert abs(logged - direct) <= tolerance
+
+
+def test_score_cross_entropy_is_finite_on_unseen_classes():
+    """Issue 14, item 8: the -1e9 scores of inactive classes made the evaluation loss about 1e9."""
+    from ffcl.strategies.ff_template import ScoreCrossEntropy
+
+    neg = -1e9
+    scores = torch.tensor([[2.0, 1.0, neg, neg], [2.0, 1.0, neg, neg], [neg, neg, neg, neg]])
+    loss = ScoreCrossEntropy()
+    seen = loss(scores[:1], torch.tensor([0]))
+    assert seen == pytest.approx(torch.nn.functional.cross_entropy(scores[:1, :2], torch.tensor([0])))  # unchanged
+    unseen = loss(scores[1:2], torch.tensor([3]))
+    # the unseen class scores as the lowest seen one (1.0): -log(e^1 / (e^2 + e^1 + e^1 + e^1))
+    assert unseen.item() == pytest.approx(-(1.0 - torch.logsumexp(torch.tensor([2.0, 1.0, 1.0, 1.0]), 0)).item(), rel=1e-5)
+    assert loss(scores[2:], torch.tensor([1])).item() == pytest.approx(np.log(4), rel=1e-5)
+
+
+@pytest.mark.parametrize("name", ["sffa_alloc", "replay_free", "genclass", "naive"])
+def test_too_few_classes_is_one_clear_error(digits, name):
+    """Issue 14, item 6: num_classes below the largest label gave a raw IndexError."""
+    cfg = load_strategy(name)
+    cfg.hidden = [40, 40] if name != "replay_free" else [40]
+    stream = make_stream(digits, 2)
+    strategy = build(cfg, stream.input_shape, 5)
+    strategy.train(stream.train_stream[0])  # labels 0-4 fit
+    with pytest.raises(DataError, match="built for 5 classes"):
+        strategy.train(stream.train_stream[1])
+
+
+def test_one_class_experiences_warn_for_contrastive_ff_learners(digits):
+    """Issue 14, item 9: a one-class experience taught an FF learner almost nothing, silently."""
+    stream = make_stream(digits, 10)
+    cfg = load_strategy("sffa")
+    cfg.hidden, cfg.epochs = [20, 20], 1
+    strategy = build(cfg, stream.input_shape, 10)
+    with pytest.warns(UserWarning, match="holds one class"):
+        strategy.train(stream.train_stream[0])
+    rf = load_strategy("replay_free")
+    rf.hidden, rf.epochs = [20], 1
+    learner = build(rf, stream.input_shape, 10)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        learner.train(stream.train_stream[0])  # learns from one class: no such warning
+    assert not [w for w in caught if "holds one class" in str(w.message)]
+
+
+def test_classes_first_seen_mid_online_stream_give_the_same_model(digits):
+    """Online mini-experiences (Avalanche's split_online_stream), shuffled so classes appear mid-stream."""
+    from avalanche.benchmarks.scenarios.online import split_online_stream
+
+    cfg = load_strategy("replay_free")
+    cfg.hidden, cfg.learner_args["feature_experiences"] = [64], 0
+    preds = []
+    for online in (False, True):
+        torch.manual_seed(0)
+        stream = make_stream(digits, 5)
+        strategy = build(cfg, stream.input_shape, stream.num_classes)
+        exps = split_online_stream(stream.train_stream, experience_size=50, shuffle=True, seed=0) if online else stream.train_stream
+        for exp in exps:
+            strategy.train(exp)
+        preds.append(predictions(strategy, digits.x_test))
+    assert torch.equal(preds[0], preds[1])
+
+
+def test_slda_on_a_torchscript_feature_extractor(digits, tmp_path):
+    torch.manual_seed(0)
+    extractor = torch.jit.script(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 32), torch.nn.ReLU()))
+    path = tmp_path / "features.pt"
+    torch.jit.save(extractor, str(path))
+    stream = make_stream(digits, 2)
+    strategy = build(StrategyConfig(learner="slda", learner_args={"feature_extractor": str(path)}), stream.input_shape, 10)
+    assert strategy.model.readout.means.shape == (10, 32)
+    for exp in stream.train_stream:
+        strategy.train(exp)
+    assert (predictions(strategy, digits.x_test) == digits.y_test).float().mean() > 0.8
+    (tmp_path / "pickle.pt").write_bytes(b"not a TorchScript archive")
+    with pytest.raises(ConfigError, match="TorchScript"):
+        build(StrategyConfig(learner="slda", learner_args={"feature_extractor": str(tmp_path / "pickle.pt")}), stream.input_shape, 10)
+
+
+def test_kept_bytes_are_reported(digits, make_config, run_dir):
+    from ffcl.experiment import run_experiment
+
+    cfg = make_config("split_digits", "replay_free", ["strategy.hidden=[50]", "scenario.epochs=1", "scenario.n_experiences=2"])
+    metrics = run_experiment(cfg, run_dir, quiet=True)
+    # a mean of 50 float64 and a count per class; the covariance and the DC block (+ its projection) shared
+    assert metrics["kept_bytes"] == {"per_class": 51 * 8, "shared": 50 * 50 * 8 + (64 * 50 + 50 + 50 * 50) * 4}

@@ -25,6 +25,8 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from .datasets import DataError
+
 __all__ = ["dataset_tensors", "TensorLoader", "ReplayTensorLoader", "TensorLoaders"]
 
 
@@ -138,12 +140,17 @@ class TensorLoaders:
     """
 
     adapted_dataset: Any
+    model: torch.nn.Module
     device: torch.device
     train_mb_size: int
     eval_mb_size: int
 
     def make_train_dataloader(self, shuffle: bool = True, drop_last: bool = False, **kwargs: Any) -> None:
         tensors = dataset_tensors(self.adapted_dataset, self.device)
+        capacity, top = getattr(self.model, "max_classes", None), int(tensors[1].max())
+        if capacity is not None and top >= capacity:
+            raise DataError(f"the experience has label {top}, but the learner was built for {capacity} classes (labels 0-{capacity - 1}); "
+                            f"build it with num_classes >= {top + 1}")
         self.dataloader = TensorLoader(tensors, self.train_mb_size, shuffle=shuffle, drop_last=drop_last)
 
     def make_eval_dataloader(self, **kwargs: Any) -> None:

@@ -15,17 +15,19 @@ class logits during training (LwF) have no logits to read here and are refused.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from avalanche.training.plugins import LwFPlugin
+from avalanche.training.plugins import GDumbPlugin, LwFPlugin, ReplayPlugin
 from avalanche.training.templates import SupervisedTemplate
 
 from ..allocation import hybrid_images
 from ..config import ConfigError
 from ..data.loaders import TensorLoaders
-from ..nn.ff import FFNet
+from ..data.streams import experience_classes
+from ..nn.ff import NEG, FFNet
 from ..objectives import peer_normalization
 
 __all__ = ["FFTemplate", "ScoreCrossEntropy", "sample_negatives", "NEGATIVES"]
@@ -35,13 +37,21 @@ UPDATES = ("fused", "blockwise")
 
 
 class ScoreCrossEntropy(torch.nn.Module):
-    """Cross-entropy over class scores (inactive classes sit at -1e9 and drop out)."""
+    """Cross-entropy over class scores. Inactive classes sit at ``NEG`` (-1e9) and drop out; for a
+    sample whose own class is not seen yet, every inactive class scores as the lowest seen class
+    instead, so the loss stays finite (about log of the number of classes) rather than 1e9."""
 
     def __init__(self, temperature: float = 1.0) -> None:
         super().__init__()
         self.temperature = temperature
 
     def forward(self, scores: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        inactive = scores <= NEG / 2
+        unseen = inactive.gather(1, y[:, None])  # [B, 1]: the sample's class has no score yet
+        if unseen.any():
+            floor = scores.masked_fill(inactive, float("inf")).amin(1, keepdim=True)
+            floor = floor.masked_fill(floor.isinf(), 0.0)  # nothing seen at all: every class alike
+            scores = torch.where(inactive & unseen, floor, scores)
         return F.cross_entropy(scores / self.temperature, y)
 
 
@@ -125,6 +135,19 @@ class FFTemplate(TensorLoaders, SupervisedTemplate):
         self._acts: list[torch.Tensor] | None = None
         self._labels: torch.Tensor | None = None
         self._hybrid: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def _before_training_exp(self, **kwargs: Any) -> None:
+        classes = experience_classes(self.experience)
+        if len(classes) == 1 and getattr(self.experience, "is_first_subexp", True) and not any(
+            isinstance(p, (ReplayPlugin, GDumbPlugin)) for p in self.plugins
+        ):
+            warnings.warn(
+                f"experience {self.clock.train_exp_counter} holds one class ({classes[0]}) and no stored data: an FF learner "
+                "contrasts labels and learns almost nothing from one class alone (11-22% on Split-MNIST 10x1). "
+                "Use the replay_free recipe, which learns from one class at a time, or add replay.",
+                stacklevel=2,
+            )
+        super()._before_training_exp(**kwargs)
 
     # ---------------------------------------------------------------- the local training step
 

@@ -51,6 +51,12 @@ class GaussianClassifier(nn.Module):
     def grow(self, num_classes: int) -> None:
         self.readout.grow(num_classes)
 
+    def kept_bytes(self) -> dict[str, int]:
+        """What the learner keeps instead of images: bytes per class, and bytes shared by all classes
+        (the covariance and the feature extractor's parameters and buffers)."""
+        features = sum(t.numel() * t.element_size() for t in [*self.features.parameters(), *self.features.buffers()])
+        return {"per_class": self.readout.bytes_per_class(), "shared": self.readout.bytes_shared() + features}
+
 
 class GaussianTemplate(TensorLoaders, SupervisedTemplate):
     """Avalanche template for :class:`GaussianClassifier`.

@@ -98,6 +98,10 @@ class GenerativeClassifier(nn.Module):
             self.vaes.append(VAE(self.dim, self.hidden, self.latent).to(device))
         self.seen = torch.cat([self.seen, self.seen.new_zeros(max(0, num_classes - len(self.seen)))])
 
+    def kept_bytes(self) -> dict[str, int]:
+        """What the learner keeps instead of images: one VAE per class, nothing shared."""
+        return {"per_class": sum(p.numel() * p.element_size() for p in self.vaes[0].parameters()), "shared": 0}
+
     def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Each class's VAE on its own images: the sum over the classes present of their mean negative ELBO."""
         if y.numel() and int(y.max()) >= len(self.vaes):
