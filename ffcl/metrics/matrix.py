@@ -13,12 +13,14 @@ from collections.abc import Sequence
 
 __all__ = ["average_accuracy", "average_forgetting", "backward_transfer", "forward_transfer", "plasticity", "summarize"]
 
-Matrix = Sequence[Sequence[float]]
+Matrix = Sequence[Sequence[float | None]]  # None: an experience not evaluated at that step
 
 
 def average_accuracy(a: Matrix) -> float:
-    """A_T = (1/T) sum_j a[T-1][j]: mean accuracy over all experiences after the last step."""
-    return sum(a[-1]) / len(a[-1])
+    """A_T = (1/T) sum_j a[T-1][j]: mean accuracy over all experiences after the last step (over
+    those evaluated, when the last row has gaps)."""
+    done = [v for v in a[-1] if v is not None]
+    return sum(done) / len(done)
 
 
 def average_forgetting(a: Matrix) -> float | None:
@@ -45,7 +47,7 @@ def forward_transfer(a: Matrix, initial: Sequence[float] | None) -> float | None
     of the untrained learner (``initial``): how much learning earlier experiences helps on a later
     one before it is seen. None without ``b`` or with fewer than two rows."""
     t = len(a)
-    if initial is None or t < 2 or len(a[0]) != t:
+    if initial is None or t < 2 or len(a[0]) != t or any(a[j - 1][j] is None for j in range(1, t)):
         return None
     return sum(a[j - 1][j] - initial[j] for j in range(1, t)) / (t - 1)
 

@@ -1,15 +1,14 @@
 """The accuracy-matrix summaries as an Avalanche plugin metric, so any Avalanche logger gets them.
 
-After every evaluation on the whole test stream, :class:`MatrixSummary` reads the per-experience
-accuracies Avalanche's own ``accuracy_metrics(experience=True)`` just emitted, adds them as a row
-of the accuracy matrix (the evaluation before any training is kept as the untrained reference of
+After every evaluation of the experiences trained so far, :class:`MatrixSummary` adds the
+per-experience accuracies it counted as a row of the accuracy matrix (the evaluation before any training is kept as the untrained reference of
 forward transfer) and logs the summaries of ffcl.metrics.matrix that are defined so far, plus
 the process's peak memory:
 
 ``Summary/plasticity``, ``Summary/forward_transfer``, ``Summary/average_forgetting``,
 ``Summary/bwt``, ``Summary/final_average_accuracy`` and ``Summary/peak_memory_mb``.
 
-Evaluations on part of the stream (a plugin's periodic evaluation, say) are skipped.
+Evaluations that miss an experience trained so far are skipped.
 """
 
 from __future__ import annotations
@@ -33,18 +32,25 @@ def accuracy_row(results: dict[str, Any], n_exp: int) -> list[float]:
 
 
 class MatrixSummary(PluginMetric[dict]):
-    """Rows of the accuracy matrix from Avalanche's per-experience accuracy, and their summaries.
+    """Rows of the accuracy matrix, measured from the model's outputs, and their summaries.
 
-    :param n_experiences: test experiences in the stream (an evaluation covering fewer is skipped).
+    Per-experience accuracy is counted here from ``mb_output`` and ``mb_y`` (so it works with any
+    evaluator, whatever Avalanche names its metrics, e.g. with ``/Task000/``). A training step is an
+    *origin* experience: online mini-experiences of one experience count once, whether or not
+    Avalanche marks the last of them. An evaluation makes a row when it covers every experience
+    trained so far, so both ``eval(test_stream)`` and ``eval(test_stream[:i + 1])`` work; entries
+    of experiences not evaluated stay ``None``.
+
+    :param n_experiences: test experiences in the stream.
     """
 
     def __init__(self, n_experiences: int) -> None:
         super().__init__()
         self.n_experiences = n_experiences
-        self.rows: list[list[float]] = []
+        self.rows: list[list[float | None]] = []
         self.initial: list[float] | None = None
-        self._trained = 0
-        self._evaluated: set[int] = set()
+        self._steps: list[Any] = []  # the origin experiences trained so far, in order
+        self._counts: dict[int, list[int]] = {}  # this evaluation: experience -> [correct, total]
 
     def reset(self) -> None:
         self.rows, self.initial = [], None
@@ -53,23 +59,31 @@ class MatrixSummary(PluginMetric[dict]):
         return summarize(self.rows, self.initial) if self.rows else None
 
     def after_training_exp(self, strategy: Any) -> None:
-        if getattr(strategy.experience, "is_last_subexp", True):
-            self._trained += 1
+        exp = strategy.experience
+        origin = getattr(exp, "origin_experience", None) or exp
+        key = getattr(origin, "current_experience", None)
+        if key is None or key not in self._steps:
+            self._steps.append(key if key is not None else len(self._steps))
 
     def before_eval(self, strategy: Any) -> None:
-        self._evaluated = set()
+        self._counts = {}
 
-    def after_eval_exp(self, strategy: Any) -> None:
-        self._evaluated.add(int(strategy.experience.current_experience))
+    def after_eval_iteration(self, strategy: Any) -> None:
+        c = self._counts.setdefault(int(strategy.experience.current_experience), [0, 0])
+        c[0] += int((strategy.mb_output.argmax(1) == strategy.mb_y).sum())
+        c[1] += len(strategy.mb_y)
 
     def after_eval(self, strategy: Any) -> list[MetricValue] | None:
-        if self._evaluated != set(range(self.n_experiences)):
+        acc = {j: correct / total for j, (correct, total) in self._counts.items() if total}
+        row = [acc.get(j) for j in range(self.n_experiences)]
+        trained = len(self._steps)
+        if trained == 0:
+            if None not in row:
+                self.initial = row
             return None
-        row = accuracy_row(strategy.evaluator.get_last_metrics(), self.n_experiences)
-        if self._trained == 0:
-            self.initial = row
-            return None
-        del self.rows[self._trained - 1 :]  # evaluated twice after one experience: keep the last
+        if any(row[j] is None for j in range(min(trained, self.n_experiences))):
+            return None  # part of the seen experiences only (a plugin's periodic check, say)
+        del self.rows[trained - 1 :]  # evaluated twice after one experience: keep the last
         self.rows.append(row)
         step = strategy.clock.train_iterations
         values = {**summarize(self.rows, self.initial), "peak_memory_mb": peak_memory_mb(strategy.device)}

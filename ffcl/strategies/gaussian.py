@@ -66,7 +66,8 @@ class GaussianTemplate(TensorLoaders, SupervisedTemplate):
     samples). If the feature extractor has a ``local_loss`` and fewer than ``feature_experiences``
     experiences have trained it, the experience instead trains the features for the recipe's
     epochs (its optimiser on the local loss, no back-propagation across blocks) and then merges
-    the experience's statistics with the trained features.
+    the experience's statistics with the trained features (its training accuracy then reads what
+    the model knew before the experience: 0 for classes it brings).
     """
 
     STATS_BATCH = 4096  # minibatch of a statistics pass

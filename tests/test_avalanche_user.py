@@ -1,0 +1,84 @@
+"""ffcl's metrics inside an Avalanche user's own script (issue 14, item 3): other benchmark
+generators, partial evaluations and online mini-experiences."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from avalanche.benchmarks import nc_benchmark
+from avalanche.benchmarks.scenarios.online import split_online_stream
+from avalanche.evaluation.metrics import accuracy_metrics
+from avalanche.training.plugins import EvaluationPlugin
+from torch.utils.data import TensorDataset
+
+from ffcl.config import load_strategy
+from ffcl.data import load_dataset, make_stream
+from ffcl.metrics import MatrixSummary, average_forgetting, backward_transfer
+from ffcl.strategies import build_strategy
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits")
+
+
+def _slda(evaluator):
+    return build_strategy(load_strategy("slda"), input_shape=(1, 8, 8), num_classes=10, evaluator=evaluator)
+
+
+def _direct_row(strategy, test_stream) -> list[float]:
+    """Accuracy per test experience, computed from the model itself."""
+    row = []
+    for exp in test_stream:
+        x = torch.stack([exp.dataset[i][0] for i in range(len(exp.dataset))])
+        y = torch.tensor([int(exp.dataset[i][1]) for i in range(len(exp.dataset))])
+        with torch.no_grad():
+            row.append((strategy.model(x).argmax(1) == y).float().mean().item())
+    return row
+
+
+def test_matrix_summary_on_nc_benchmark_with_partial_evaluations(digits):
+    """nc_benchmark's metric names carry /Task000/, and evaluating test_stream[:i+1] after each
+    experience is the common pattern: forgetting and BWT must still be computed, and right."""
+    bench = nc_benchmark(TensorDataset(digits.x_train, digits.y_train), TensorDataset(digits.x_test, digits.y_test),
+                         n_experiences=5, task_labels=False, fixed_class_order=[3, 8, 1, 6, 0, 9, 2, 7, 4, 5])
+    summary = MatrixSummary(5)
+    strategy = _slda(EvaluationPlugin(accuracy_metrics(experience=True), summary, loggers=[]))
+    rows = []
+    for i, exp in enumerate(bench.train_stream):
+        strategy.train(exp)
+        results = strategy.eval(bench.test_stream[: i + 1])
+        rows.append(_direct_row(strategy, bench.test_stream[: i + 1]))
+    assert len(summary.rows) == 5
+    for got, want in zip(summary.rows, rows):
+        assert got[: len(want)] == pytest.approx(want) and all(v is None for v in got[len(want):])
+    full = [r + [None] * (5 - len(r)) for r in rows]
+    assert results["Summary/average_forgetting"] == pytest.approx(average_forgetting(full))
+    assert results["Summary/bwt"] == pytest.approx(backward_transfer(full))
+    assert results["Summary/final_average_accuracy"] == pytest.approx(sum(rows[-1]) / 5)
+
+
+def test_matrix_summary_without_per_experience_accuracy_in_the_evaluator(digits):
+    stream = make_stream(digits, 2)
+    summary = MatrixSummary(2)
+    strategy = _slda(EvaluationPlugin(summary, loggers=[]))
+    for exp in stream.train_stream:
+        strategy.train(exp)
+        strategy.eval(stream.test_stream)
+    assert len(summary.rows) == 2 and summary.rows[-1] == pytest.approx(_direct_row(strategy, stream.test_stream))
+
+
+@pytest.mark.parametrize("size", [60, 50])  # 60 divides the experiences' 120 samples: Avalanche never marks the last
+def test_matrix_summary_counts_online_mini_experiences_once(size):
+    from ffcl.data.datasets import synthetic
+
+    stream = make_stream(synthetic(n_classes=4, n_train_per_class=60, n_test_per_class=10), 2)
+    summary = MatrixSummary(2)
+    strategy = _slda(EvaluationPlugin(accuracy_metrics(experience=True), summary, loggers=[]))
+    for exp in stream.train_stream:
+        for sub in split_online_stream([exp], experience_size=size, shuffle=False):
+            strategy.train(sub)
+        strategy.eval(stream.test_stream)
+    assert len(summary.rows) == 2  # one row per experience, however it was cut
+    assert summary.rows[-1] == pytest.approx(_direct_row(strategy, stream.test_stream))
+    assert summary.rows[0][1] == 0.0 and summary.rows[1][1] > 0.9
