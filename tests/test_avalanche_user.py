@@ -82,3 +82,26 @@ def test_matrix_summary_counts_online_mini_experiences_once(size):
     assert len(summary.rows) == 2  # one row per experience, however it was cut
     assert summary.rows[-1] == pytest.approx(_direct_row(strategy, stream.test_stream))
     assert summary.rows[0][1] == 0.0 and summary.rows[1][1] > 0.9
+
+
+def test_build_strategy_takes_an_optimizer_and_eval_every_for_early_stopping(digits):
+    """Issue 14, item 5: without eval_every, EarlyStoppingPlugin read stale metrics and restored
+    the start-of-experience model, so new classes were never learnt."""
+    from avalanche.training.plugins import EarlyStoppingPlugin
+
+    torch.manual_seed(0)
+    stream = make_stream(digits, 2)
+    cfg = load_strategy("sffa")
+    cfg.hidden, cfg.epochs = [32, 32], 4
+    strategy = build_strategy(
+        cfg, input_shape=stream.input_shape, num_classes=10,
+        evaluator=EvaluationPlugin(accuracy_metrics(experience=True, stream=True), loggers=[]),
+        extra_plugins=[EarlyStoppingPlugin(patience=2, val_stream_name="test_stream")],
+        optimizer=lambda params: torch.optim.AdamW(params, lr=3e-3), eval_every=1,
+    )
+    assert isinstance(strategy.optimizer, torch.optim.AdamW) and strategy.optimizer.param_groups[0]["lr"] == 3e-3
+    assert strategy.eval_every == 1
+    for i, exp in enumerate(stream.train_stream):  # monitored: accuracy on the experience being learnt
+        strategy.train(exp, eval_streams=[stream.test_stream[i : i + 1]])
+    last = _direct_row(strategy, stream.test_stream)
+    assert last[1] > 0.5  # the second experience's classes were learnt

@@ -69,13 +69,17 @@ class BuildContext:
     device: torch.device
     evaluator: Any = None
     plugins: list[SupervisedPlugin] = field(default_factory=list)
+    make_optimizer: Callable[[Iterable[torch.nn.Parameter]], torch.optim.Optimizer] | None = None
+    eval_every: int = -1
 
     def mlp(self) -> MLP:
         """The back-propagation MLP with the recipe's hidden sizes."""
         return MLP(self.input_shape, self.config.hidden, self.num_classes)
 
     def optimizer(self, params: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
-        """The recipe's optimiser over ``params``."""
+        """The recipe's optimiser over ``params`` (or the caller's, given to :func:`build_strategy`)."""
+        if self.make_optimizer is not None:
+            return self.make_optimizer(params)
         c = self.config
         if c.optimizer == "sgd":
             return torch.optim.SGD(params, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay)
@@ -93,6 +97,7 @@ class BuildContext:
             device=self.device,
             plugins=self.plugins,
             evaluator=self.evaluator,
+            eval_every=self.eval_every,
         )
 
 
@@ -122,11 +127,18 @@ def build_strategy(
     device: torch.device | str = "cpu",
     evaluator: Any = None,
     extra_plugins: Iterable[SupervisedPlugin] = (),
+    optimizer: Callable[[Iterable[torch.nn.Parameter]], torch.optim.Optimizer] | None = None,
+    eval_every: int = -1,
 ) -> SupervisedTemplate:
-    """Build the Avalanche strategy a recipe describes: its plugins first, then its learner."""
+    """Build the Avalanche strategy a recipe describes: its plugins first, then its learner.
+
+    ``optimizer`` (e.g. ``lambda params: torch.optim.SGD(params, lr=0.1)``) replaces the recipe's;
+    ``eval_every`` is Avalanche's (evaluate every that many epochs on the streams given to
+    ``train(..., eval_streams=...)``; plugins such as ``EarlyStoppingPlugin`` need it)."""
     from . import augment, baselines, df, ff, finetune, gaussian, genclass, schedules, sffa  # noqa: F401  (register the built-in learners and plugins)
 
-    ctx = BuildContext(config, tuple(input_shape), num_classes, torch.device(device), evaluator)
+    ctx = BuildContext(config, tuple(input_shape), num_classes, torch.device(device), evaluator,
+                       make_optimizer=optimizer, eval_every=eval_every)
     ctx.plugins.extend(_call("plugin", name, PLUGINS, ctx, args) for name, args in config.plugins.items())
     ctx.plugins.extend(extra_plugins)
     return _call("learner", config.learner, LEARNERS, ctx, config.learner_args)
