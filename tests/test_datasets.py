@@ -297,6 +297,8 @@ def test_npz_shapes_and_float_values(tmp_path, shape, expected):
     ({"x": np.zeros((4, 2, 2), np.uint8)}, "needs arrays x and y"),
     ({"x": np.zeros((4, 2, 2), np.uint8), "y": np.zeros(4, int), "x_test": np.zeros((1, 2, 2))}, "x_test and y_test"),
     ({"x": np.full((4, 2, 2), 3.0), "y": np.zeros(4, int)}, r"float in \[0, 1\]"),
+    ({"x": np.where(np.arange(16).reshape(4, 2, 2) == 5, np.nan, 0.5), "y": np.arange(4) % 2}, "1 NaN or infinite"),
+    ({"x": np.full((4, 2, 2), np.inf), "y": np.arange(4) % 2}, "16 NaN or infinite"),
     ({"x": np.zeros((4, 2, 2), np.uint8), "y": np.zeros(4)}, "integer labels"),
     ({"x": np.zeros((4, 2, 2), np.uint8), "y": np.arange(4)}, "stratified"),
 ])

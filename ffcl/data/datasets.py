@@ -446,6 +446,8 @@ def _load_npz(path: Path) -> TensorData:
 def _npz_images(x: np.ndarray, path: Path, key: str) -> np.ndarray:
     """User images as [N, C, H, W], uint8 or float32 in [0, 1]; [N, D], [N, H, W], [N, H, W, C<=3] accepted."""
     if x.dtype != np.uint8:
+        if np.issubdtype(x.dtype, np.floating) and x.size and not np.isfinite(x).all():
+            raise DataError(f"{path}: {key} holds {int((~np.isfinite(x)).sum())} NaN or infinite values; replace or drop those images")
         if not np.issubdtype(x.dtype, np.floating) or (x.size and (x.min() < 0 or x.max() > 1)):
             raise DataError(f"{path}: {key} must be uint8 (0..255) or float in [0, 1], "
                             f"got {x.dtype}: rescale it or use x.astype(np.uint8)")
