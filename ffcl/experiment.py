@@ -162,7 +162,7 @@ def run_experiment(
     start = time.perf_counter()
     cfg = _prepare_dir(cfg, run_dir, resume)
     say = (lambda msg: None) if quiet else echo
-    log_file = open(run_dir / "log.txt", "a")
+    log_file = open(run_dir / "log.txt", "a", buffering=1)  # line-buffered: a crash loses no logged line
     try:
         data, stream, strategy, progress = _setup(cfg, run_dir, log_file, resume, quiet)
     except BaseException:
@@ -263,7 +263,7 @@ def _train(
                 progress["anytime"] = list(metric.curve)
             if isinstance(metric, BlockActivity) and metric.history:
                 progress["activity"] = list(metric.history)
-        _append_csv(run_dir / "metrics.csv", i, row, t1 - t0)
+        _write_csv(run_dir / "metrics.csv", progress["rows"], progress["train_time_s"])  # whole, so a retried experience never repeats
         strategy.ffcl_progress = progress
         _checkpoint(strategy, run_dir / CHECKPOINT)
         seen = sum(row[: i + 1]) / (i + 1) if not joint else sum(row) / n_exp
@@ -336,11 +336,13 @@ def _checkpoint(strategy: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _append_csv(path: Path, step: int, row: list[float], train_time: float) -> None:
-    new = not path.exists()
-    with open(path, "a", newline="") as f:
+def _write_csv(path: Path, rows: list[list[float]], train_times: list[float]) -> None:
+    """metrics.csv from the accuracy matrix so far, written atomically."""
+    tmp = path.with_suffix(".csv.tmp")
+    with open(tmp, "w", newline="") as f:
         w = csv.writer(f)
-        if new:
-            w.writerow(["trained_experience", "test_experience", "accuracy", "train_time_s"])
-        for j, acc in enumerate(row):
-            w.writerow([step, j, f"{acc:.6f}", f"{train_time:.3f}"])
+        w.writerow(["trained_experience", "test_experience", "accuracy", "train_time_s"])
+        for step, (row, train_time) in enumerate(zip(rows, train_times)):
+            for j, acc in enumerate(row):
+                w.writerow([step, j, f"{acc:.6f}", f"{train_time:.3f}"])
+    os.replace(tmp, path)

@@ -354,3 +354,28 @@ def test_matrix_summaries_are_logged_through_avalanche(run_dir, make_config):
         logged = re.findall(rf"Summary/{key} = ([-0-9.]+)", log)
         assert len(logged) == times and float(logged[-1]) == pytest.approx(metrics[key], abs=1e-4)
     assert float(re.findall(r"Summary/peak_memory_mb = ([0-9.]+)", log)[-1]) > 0
+
+
+def test_a_failed_checkpoint_save_neither_repeats_csv_rows_nor_loses_the_log(make_config, run_dir, monkeypatch):
+    """Issue 14, item 16: metrics.csv was appended before the checkpoint was written (a failed save
+    then duplicated the experience's rows on resume), and log.txt was never flushed."""
+    import ffcl.experiment as experiment
+
+    cfg = make_config("split_digits", "naive", ["scenario.n_experiences=3", "scenario.epochs=1"])
+    real, calls = experiment._checkpoint, []
+
+    def failing(strategy, path):
+        calls.append(path)
+        if len(calls) == 2:  # what was logged is on disk already, as it would be if the process died here
+            assert "Top1_Acc_Stream" in (run_dir / "log.txt").read_text()
+            raise OSError(28, "No space left on device")
+        real(strategy, path)
+
+    monkeypatch.setattr(experiment, "_checkpoint", failing)
+    with pytest.raises(OSError):
+        run_experiment(cfg, run_dir, quiet=True)
+    monkeypatch.setattr(experiment, "_checkpoint", real)
+    run_experiment(None, run_dir, resume=True, quiet=True)
+    lines = (run_dir / "metrics.csv").read_text().splitlines()
+    pairs = [tuple(line.split(",")[:2]) for line in lines[1:]]
+    assert len(pairs) == 9 and len(set(pairs)) == 9  # 3 x 3 entries, each once
