@@ -85,6 +85,7 @@ def adapt_run(
     resume: bool = False,
     quiet: bool = False,
     echo: Callable[[str], None] = print,
+    trust_checkpoint: bool = False,
 ) -> dict[str, Any]:
     """Train the learner of the finished run ``source`` on ``data`` (any ``load_dataset`` name,
     e.g. ``npz:new.npz`` or ``folder:images/``) as ``n_experiences`` further experiences, writing
@@ -132,7 +133,7 @@ def adapt_run(
     try:
         dev = resolve_device(settings["device"])
         resumable = resume and (out / CHECKPOINT).is_file()  # else it stopped before its first new experience
-        strategy = load_learner(out if resumable else settings["source"], dev)
+        strategy = load_learner(out if resumable else settings["source"], dev, trust_checkpoint)
     except BaseException:
         log_file.close()
         if not resume:

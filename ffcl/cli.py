@@ -30,6 +30,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     r.add_argument("--out", type=Path, help="run directory (default: runs/<scenario>-<strategy>-seed<N>-<time>)")
     r.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue an interrupted run from its checkpoint")
+    r.add_argument("--trust-checkpoint", action="store_true",
+                   help="unpickle a checkpoint ffcl did not write on this machine (it can run code: only for sources you trust)")
     r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a recipe value, e.g. strategy.epochs=3 or scenario.n_experiences=2 (repeatable)")
     r.add_argument("--data-root", help="folder with data sets (default: $FFCL_DATA_ROOT or ~/.cache/ffcl)")
@@ -45,6 +47,8 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     a.add_argument("--data-root", help="folder with data sets (default: the run's, $FFCL_DATA_ROOT or ~/.cache/ffcl)")
     a.add_argument("--resume", action="store_true", help="RUN_DIR is an interrupted adaptation: continue it")
+    a.add_argument("--trust-checkpoint", action="store_true",
+                   help="unpickle a checkpoint ffcl did not write on this machine (it can run code: only for sources you trust)")
     a.add_argument("--quiet", action="store_true", help="print only the final summary")
 
     c = sub.add_parser("compare", help="run strategies x seeds on one scenario and compare them side by side")
@@ -79,7 +83,7 @@ def _run(args: argparse.Namespace) -> None:
     if args.resume:
         if args.overrides or args.out:
             raise ConfigError("--resume continues a run as it was configured; drop --set/--out")
-        metrics = run_experiment(None, args.resume, resume=True, quiet=args.quiet)
+        metrics = run_experiment(None, args.resume, resume=True, quiet=args.quiet, trust_checkpoint=args.trust_checkpoint)
         print(format_summary(metrics))
         print(f"run directory: {args.resume}")
         return
@@ -114,7 +118,7 @@ def _adapt(args: argparse.Namespace) -> None:
         if args.data or args.out:
             raise ConfigError("--resume continues an adaptation as it was configured; drop --data/--out")
         out = args.run_dir
-        m = adapt_run(None, None, out, resume=True, quiet=args.quiet)
+        m = adapt_run(None, None, out, resume=True, quiet=args.quiet, trust_checkpoint=args.trust_checkpoint)
     else:
         if not args.data:
             raise ConfigError("ffcl adapt needs --data NEW (npz:/path/new.npz, folder:/path/to/images or a data set name)")
@@ -122,7 +126,8 @@ def _adapt(args: argparse.Namespace) -> None:
             raise ConfigError("--n-experiences and --epochs must be >= 1")
         out = args.out or args.run_dir.with_name(f"{args.run_dir.name}-adapt-{time.strftime('%Y%m%d-%H%M%S')}")
         m = adapt_run(args.run_dir, args.data, out, n_experiences=args.n_experiences, epochs=args.epochs,
-                      online=args.online, data_root=args.data_root, device=args.device, quiet=args.quiet)
+                      online=args.online, data_root=args.data_root, device=args.device, quiet=args.quiet,
+                      trust_checkpoint=args.trust_checkpoint)
     print(f"adapted {m['strategy']} ({m['source']}) to {m['data']}, new classes {m['new_classes']}")
     print(f"  old classes: {100 * m['old_accuracy_before']:.2f}% before, {100 * m['old_accuracy_after']:.2f}% after; "
           f"new classes: {100 * m['new_accuracy_after']:.2f}%; all: {100 * m['final_average_accuracy']:.2f}%")
@@ -197,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from .data import DataError
     from .experiment import RunError
+    from .trust import UntrustedCheckpoint
 
     try:
         if args.command == "run":
@@ -212,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             for kind in ("scenarios", "strategies"):
                 print(f"{kind}: {', '.join(list_recipes(kind))}")
-    except (ConfigError, DataError, RunError) as err:
+    except (ConfigError, DataError, RunError, UntrustedCheckpoint) as err:
         print(f"ffcl: error: {err}", file=sys.stderr)
         return 2
     except subprocess.CalledProcessError as err:

@@ -46,6 +46,7 @@ from .config import RunConfig, ScenarioConfig, StrategyConfig, from_dict, to_dic
 from .data import Stream, load_dataset, make_stream
 from .data.loaders import dataset_tensors
 from .data.streams import make_drift_stream
+from . import trust
 from .metrics import AnytimeAccuracy, BlockActivity, MatrixSummary, accuracy_row, peak_memory_mb, summarize
 from .progress import ProgressPlugin
 from .strategies import build_strategy
@@ -79,11 +80,13 @@ def load_run_config(run_dir: Path) -> RunConfig:
     return RunConfig(**data)
 
 
-def load_learner(run_dir: str | Path, device: str | torch.device = "cpu") -> Any:
-    """The strategy saved in a run directory's checkpoint (model, optimiser, plugin state)."""
+def load_learner(run_dir: str | Path, device: str | torch.device = "cpu", trust_checkpoint: bool = False) -> Any:
+    """The strategy saved in a run directory's checkpoint (model, optimiser, plugin state); only a
+    checkpoint ffcl wrote on this machine is unpickled, unless ``trust_checkpoint`` (ffcl.trust)."""
     path = Path(run_dir) / CHECKPOINT
     if not path.is_file():
         raise RunError(f"{run_dir} has no {CHECKPOINT}; was the run started?")
+    trust.check(path, trust_checkpoint)
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
         ckpt = torch.load(path, pickle_module=dill, map_location=device, weights_only=False)
@@ -152,11 +155,13 @@ def run_experiment(
     resume: bool = False,
     quiet: bool = False,
     echo: Callable[[str], None] = print,
+    trust_checkpoint: bool = False,
 ) -> dict[str, Any]:
     """Train ``cfg``'s strategy over ``cfg``'s stream, writing everything to ``run_dir``.
 
     Returns the contents of ``metrics.json``. With ``resume=True`` the config is read from
-    ``run_dir`` and training continues after the last checkpointed experience.
+    ``run_dir`` and training continues after the last checkpointed experience; the checkpoint is
+    unpickled only if ffcl wrote it on this machine, or with ``trust_checkpoint`` (ffcl.trust).
     """
     run_dir = Path(run_dir)
     start = time.perf_counter()
@@ -164,7 +169,7 @@ def run_experiment(
     say = (lambda msg: None) if quiet else echo
     log_file = open(run_dir / "log.txt", "a", buffering=1)  # line-buffered: a crash loses no logged line
     try:
-        data, stream, strategy, progress = _setup(cfg, run_dir, log_file, resume, quiet)
+        data, stream, strategy, progress = _setup(cfg, run_dir, log_file, resume, quiet, trust_checkpoint)
     except BaseException:
         log_file.close()
         if not resume:  # the directory was empty or absent: leave nothing behind, --out stays usable
@@ -178,7 +183,8 @@ def run_experiment(
         log_file.close()
 
 
-def _setup(cfg: RunConfig, run_dir: Path, log_file: Any, resume: bool, quiet: bool) -> tuple[Any, Stream, Any, dict[str, Any]]:
+def _setup(cfg: RunConfig, run_dir: Path, log_file: Any, resume: bool, quiet: bool,
+           trust_checkpoint: bool = False) -> tuple[Any, Stream, Any, dict[str, Any]]:
     """Data, stream and strategy of a run (restored from the checkpoint when resuming)."""
     cfg.validate()
     device = resolve_device(cfg.device)
@@ -216,6 +222,8 @@ def _setup(cfg: RunConfig, run_dir: Path, log_file: Any, resume: bool, quiet: bo
     progress: dict[str, Any] = {"rows": [], "train_time_s": [], "eval_time_s": [], "peak_memory_mb": 0.0}
     if resume:
         with contextlib.redirect_stdout(io.StringIO()):  # Avalanche prints its device mapping
+            if (run_dir / CHECKPOINT).exists():  # else it stopped before its first checkpoint: start afresh
+                trust.check(run_dir / CHECKPOINT, trust_checkpoint)
             strategy, _ = maybe_load_checkpoint(strategy, run_dir / CHECKPOINT, map_location=device)
         progress = getattr(strategy, "ffcl_progress", progress)
         strategy.evaluator.loggers = [TextLogger(log_file)]
@@ -333,6 +341,7 @@ def _checkpoint(strategy: Any, path: Path) -> None:
             save_checkpoint(strategy, tmp)
     finally:
         dill.settings["byref"] = byref
+    trust.remember(tmp)  # before it takes its name: a checkpoint on disk is always one ffcl recorded
     os.replace(tmp, path)
 
 

@@ -50,3 +50,12 @@ def build_run_config(
 def make_config() -> Callable[..., RunConfig]:
     """``make_config(scenario, strategy, overrides, seed)``: see :func:`build_run_config`."""
     return build_run_config
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _trust_registry(tmp_path_factory):
+    """Checkpoints the tests write are recorded in a registry of their own, not the user's (ffcl.trust)."""
+    import os
+
+    os.environ["FFCL_TRUST_FILE"] = str(tmp_path_factory.mktemp("trust") / "trusted_checkpoints.txt")
+    yield
