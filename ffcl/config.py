@@ -157,6 +157,8 @@ class RunConfig:
 
     def validate(self) -> None:
         _choice("run", "device", self.device, DEVICES)
+        if not 0 <= self.seed < 2**32:
+            raise ConfigError(f"the seed must be an integer from 0 to 2**32 - 1, got {self.seed}")
         self.scenario.validate(f"scenario '{self.scenario_name}'")
         self.strategy.validate(f"strategy '{self.strategy_name}'")
 

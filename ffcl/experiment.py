@@ -107,12 +107,18 @@ def _prepare_dir(cfg: RunConfig | None, run_dir: Path, resume: bool) -> RunConfi
         return cfg
     if cfg is None:
         raise RunError("a new run needs a RunConfig")
+    blocking = next((p for p in (run_dir, *run_dir.parents) if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise RunError(f"--out {run_dir}: {blocking} is a file, not a folder; choose another --out")
     if run_dir.exists() and any(run_dir.iterdir()):
         raise RunError(
             f"run directory {run_dir} already exists; choose another --out, or resume it with `ffcl run --resume {run_dir}`"
         )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    _write_json(run_dir / "config.json", to_dict(cfg))
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        _write_json(run_dir / "config.json", to_dict(cfg))
+    except OSError as e:
+        raise RunError(f"cannot write the run directory {run_dir} ({e.strerror}); choose another --out") from None
     return cfg
 
 

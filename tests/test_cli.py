@@ -199,3 +199,23 @@ def test_help_via_module(capsys):
 def test_console_script_help():
     result = subprocess.run(["ffcl", "--help"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "usage: ffcl" in result.stdout and "recipes" in result.stdout
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--out", "FILE"], "is a file, not a folder"),
+    (["--out", "FILE/sub"], "is a file, not a folder"),
+    (["--strategy", "sffa", "--set", "strategy.hidden=[]"], "'hidden' needs at least one width"),
+    (["--strategy", "replay_free", "--set", "strategy.hidden=[]"], "'hidden' needs at least one width"),
+    (["--strategy", "sffa", "--set", "strategy.learner_args.k=-1"], "'k' (winners per half of a layer)"),
+    (["--strategy", "replay", "--set", "strategy.plugins.replay.mem_size=-5"], "'mem_size' must be >= 1"),
+    (["--strategy", "naive", "--seed", "-1"], "the seed must be an integer"),
+])
+def test_bad_run_input_is_one_line_and_leaves_nothing(tmp_path, capsys, monkeypatch, args, words):
+    """Issue 14, item 15: these gave tracebacks."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "FILE").write_text("the user's file")
+    rc = main(["run", "--quiet", *args])
+    _, err = capsys.readouterr()
+    assert rc == 2 and err.startswith("ffcl: error:") and words in err and "Traceback" not in err
+    assert (tmp_path / "FILE").read_text() == "the user's file"
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())  # no half-made run directory

@@ -227,7 +227,7 @@ def test_one_class_experiences_warn_for_contrastive_ff_learners(digits):
     """Issue 14, item 9: a one-class experience taught an FF learner almost nothing, silently."""
     stream = make_stream(digits, 10)
     cfg = load_strategy("sffa")
-    cfg.hidden, cfg.epochs = [20, 20], 1
+    cfg.hidden, cfg.epochs, cfg.learner_args["k"] = [20, 20], 1, 3
     strategy = build(cfg, stream.input_shape, 10)
     with pytest.warns(UserWarning, match="holds one class"):
         strategy.train(stream.train_stream[0])

@@ -135,6 +135,8 @@ class Replay(ReplayPlugin):
 def replay(ctx: BuildContext, mem_size: int = 500, policy: str = "class_balanced", batch_size_mem: int | None = None) -> ReplayPlugin:
     """Experience replay from a buffer of ``mem_size`` stored samples; each minibatch is joined by
     ``batch_size_mem`` buffer samples (default: as many as the minibatch)."""
+    if mem_size < 1:
+        raise ConfigError(f"plugin 'replay': 'mem_size' must be >= 1, got {mem_size}")
     if policy not in BUFFERS:
         raise ConfigError(f"plugin 'replay': 'policy' must be one of {', '.join(BUFFERS)}; got '{policy}'")
     return Replay(  # batch sizes left unset follow the strategy's minibatch (also after `ffcl adapt --online`)

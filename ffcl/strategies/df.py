@@ -33,7 +33,7 @@ def df(
     """DF with an N-pair margin loss over ``n_negatives`` wrong labels per image (by default the
     hardest: +1.6 points after one MNIST epoch, docs/learners.md)."""
     model = FFNet(
-        ctx.input_shape, ctx.config.hidden, ctx.num_classes, DistanceNPair(gamma, margin),
+        ctx.input_shape, ctx.blocks(), ctx.num_classes, DistanceNPair(gamma, margin),
         code="random", code_dim=code_dim, code_p=code_p, code_scale=code_scale,
         standardize_input=standardize_input, residual=True, seed=seed,
     )

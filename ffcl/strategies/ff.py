@@ -31,7 +31,7 @@ def ff(
     default 30 was measured best, docs/learners.md); ``residual`` also feeds the image and
     label to every layer (as SFFA does); ``score_first_layer`` counts the first layer's goodness."""
     model = FFNet(
-        ctx.input_shape, ctx.config.hidden, ctx.num_classes, HintonFF(theta),
+        ctx.input_shape, ctx.blocks(), ctx.num_classes, HintonFF(theta),
         code="onehot", residual=residual, skip_first_in_score=not score_first_layer, seed=seed,
     )
     return FFTemplate(

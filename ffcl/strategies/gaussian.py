@@ -196,8 +196,9 @@ def dc_lda(
 ) -> GaussianTemplate:
     """Dimensionality-compression FF blocks (``hidden`` wide), trained during the first
     ``feature_experiences`` experiences and then frozen, under a streaming Gaussian ``readout``."""
+    hidden = ctx.blocks()
     try:
-        net = DCNet(ctx.input_shape, ctx.config.hidden, DimensionalityCompression(), copies=copies, dropout=dropout,
+        net = DCNet(ctx.input_shape, hidden, DimensionalityCompression(), copies=copies, dropout=dropout,
                     proj_dim=proj_dim, standardize_input=standardize_input, seed=seed)
     except ValueError as e:
         raise ConfigError(f"dc_lda: {e}") from None

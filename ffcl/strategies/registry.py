@@ -76,6 +76,12 @@ class BuildContext:
         """The back-propagation MLP with the recipe's hidden sizes."""
         return MLP(self.input_shape, self.config.hidden, self.num_classes)
 
+    def blocks(self) -> list[int]:
+        """The recipe's hidden widths, for a learner made of local blocks (it needs at least one)."""
+        if not self.config.hidden:
+            raise ConfigError(f"learner '{self.config.learner}' is a stack of local blocks: 'hidden' needs at least one width, e.g. [1000]")
+        return list(self.config.hidden)
+
     def optimizer(self, params: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
         """The recipe's optimiser over ``params`` (or the caller's, given to :func:`build_strategy`)."""
         if self.make_optimizer is not None:
