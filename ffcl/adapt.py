@@ -40,7 +40,7 @@ from .experiment import (
     load_run_config,
     resolve_device,
 )
-from .metrics import accuracy_row, peak_memory_mb
+from .metrics import AnytimeAccuracy, accuracy_row, peak_memory_mb
 
 __all__ = ["adapt_run", "relabel"]
 
@@ -134,6 +134,9 @@ def adapt_run(
         dev = resolve_device(settings["device"])
         resumable = resume and (out / CHECKPOINT).is_file()  # else it stopped before its first new experience
         strategy = load_learner(out if resumable else settings["source"], dev, trust_checkpoint)
+        for metric in strategy.evaluator.metrics:  # the run's anytime test data is not this adaptation's stream
+            if isinstance(metric, AnytimeAccuracy):
+                metric.tests = []
     except BaseException:
         log_file.close()
         if not resume:

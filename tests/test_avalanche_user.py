@@ -105,3 +105,28 @@ def test_build_strategy_takes_an_optimizer_and_eval_every_for_early_stopping(dig
         strategy.train(exp, eval_streams=[stream.test_stream[i : i + 1]])
     last = _direct_row(strategy, stream.test_stream)
     assert last[1] > 0.5  # the second experience's classes were learnt
+
+
+def test_anytime_accuracy_survives_avalanche_checkpointing(digits, tmp_path):
+    """Issue 14, item 7: after Avalanche's save_checkpoint / maybe_load_checkpoint (a new process
+    unpickles the same bytes), AnytimeAccuracy had lost its test data and stopped recording."""
+    from avalanche.checkpointing import maybe_load_checkpoint, save_checkpoint
+
+    from ffcl.experiment import sample_test_data
+    from ffcl.metrics import AnytimeAccuracy
+
+    stream = make_stream(digits, 2)
+
+    def fresh():
+        metric = AnytimeAccuracy(sample_test_data(stream, 100, 0), every=200)
+        return metric, _slda(EvaluationPlugin(metric, loggers=[]))
+
+    metric, strategy = fresh()
+    strategy.train(stream.train_stream[0])
+    save_checkpoint(strategy, str(tmp_path / "ckpt.pkl"))
+    _, blank = fresh()
+    restored, _ = maybe_load_checkpoint(blank, str(tmp_path / "ckpt.pkl"))
+    anytime = next(m for m in restored.evaluator.metrics if isinstance(m, AnytimeAccuracy))
+    before = len(anytime.curve)
+    restored.train(stream.train_stream[1])
+    assert before >= 1 and len(anytime.curve) > before  # still recording after the restore

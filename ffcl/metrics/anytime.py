@@ -48,6 +48,9 @@ class AnytimeAccuracy(PluginMetric[float]):
     :param every: training samples between two evaluations; one more at the end of each experience.
     :param batch_size: evaluation minibatch size.
 
+    The test data is part of the metric's state, so a strategy restored from a checkpoint
+    (ffcl's or Avalanche's ``save_checkpoint``) keeps recording.
+
     ``curve`` holds one dict per evaluation: ``samples`` (training samples seen), ``experience``
     (the experience being learnt, 0-based) and ``accuracy``.
     """
@@ -113,10 +116,6 @@ class AnytimeAccuracy(PluginMetric[float]):
         samples = self._seen + self._in_exp
         self.curve.append({"samples": samples, "experience": self._exp, "accuracy": acc})
         return [MetricValue(self, NAME, acc, samples)]
-
-    def __getstate__(self) -> dict[str, Any]:
-        # checkpoints need not carry the test data: the runner re-attaches it on resume
-        return {**self.__dict__, "tests": []}
 
     def __str__(self) -> str:
         return "Anytime_Acc"
