@@ -130,3 +130,34 @@ def test_anytime_accuracy_survives_avalanche_checkpointing(digits, tmp_path):
     before = len(anytime.curve)
     restored.train(stream.train_stream[1])
     assert before >= 1 and len(anytime.curve) > before  # still recording after the restore
+
+
+def _unsupported_plugins():
+    from avalanche.training.plugins import LwFPlugin, MIRPlugin, RARPlugin, ReplayPlugin, RWalkPlugin
+    from avalanche.training.storage_policy import HerdingSelectionStrategy, ParametricBuffer
+
+    return {
+        "lwf": lambda model: LwFPlugin(),
+        "rwalk": lambda model: RWalkPlugin(),
+        "mir": lambda model: MIRPlugin(batch_size_mem=10, mem_size=50, subsample=20),
+        "rar": lambda model: RARPlugin(batch_size_mem=10, mem_size=50),
+        "herding": lambda model: ReplayPlugin(mem_size=50, storage_policy=ParametricBuffer(
+            50, selection_strategy=HerdingSelectionStrategy(model, "blocks.0"))),
+    }
+
+
+@pytest.mark.parametrize("name", sorted(_unsupported_plugins()))
+def test_unsupported_plugins_fail_clearly_at_construction_and_when_appended(digits, name):
+    """Issue 14, item 4: these failed deep inside Avalanche, some only after training had started."""
+    from ffcl.config import ConfigError
+
+    stream = make_stream(digits, 2)
+    cfg = load_strategy("sffa")
+    cfg.hidden, cfg.learner_args["k"] = [20, 20], 3
+    probe = build_strategy(cfg, input_shape=(1, 8, 8), num_classes=10)
+    plugin = _unsupported_plugins()[name](probe.model)
+    with pytest.raises(ConfigError, match="With FF learners use replay"):
+        build_strategy(cfg, input_shape=(1, 8, 8), num_classes=10, extra_plugins=[plugin])
+    probe.plugins.append(plugin)  # appended after the build: refused before any training
+    with pytest.raises(ConfigError, match=type(plugin).__name__):
+        probe.train(stream.train_stream[0])

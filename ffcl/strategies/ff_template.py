@@ -20,7 +20,8 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from avalanche.training.plugins import GDumbPlugin, LwFPlugin, ReplayPlugin
+from avalanche.training.plugins import GDumbPlugin, LwFPlugin, MIRPlugin, RARPlugin, ReplayPlugin, RWalkPlugin
+from avalanche.training.storage_policy import FeatureBasedExemplarsSelectionStrategy
 from avalanche.training.templates import SupervisedTemplate
 
 from ..allocation import hybrid_images
@@ -80,6 +81,25 @@ def sample_negatives(
     return others.gather(1, idx)
 
 
+UNSUPPORTED = {  # Avalanche plugins that cannot work with layer-local learners, and why
+    LwFPlugin: "distils class logits during training; FF learners train on goodness, not logits",
+    RWalkPlugin: "scores parameters by the gradient of a cross-entropy over class logits from the first step, "
+                 "which an FF network with no class seen yet does not have",
+    MIRPlugin: "adds a cross-entropy on replayed samples' class scores, which back-propagates across the blocks",
+    RARPlugin: "traces the network with torch.fx, which cannot trace an FF network's per-label passes",
+}
+
+
+def check_plugins(plugins: list[Any]) -> None:
+    """One clear error for an Avalanche plugin that cannot work with an FF learner."""
+    for p in plugins:
+        reason = next((why for kind, why in UNSUPPORTED.items() if isinstance(p, kind)), None)
+        if isinstance(getattr(getattr(p, "storage_policy", None), "selection_strategy", None), FeatureBasedExemplarsSelectionStrategy):
+            reason = "selects exemplars by features of a named layer; an FF block returns (activity, input of the next block)"
+        if reason:
+            raise ConfigError(f"{type(p).__name__} {reason}. With FF learners use replay (random or class-balanced), EWC, SI, GEM or A-GEM.")
+
+
 class FFTemplate(TensorLoaders, SupervisedTemplate):
     """Avalanche template for :class:`~ffcl.nn.ff.FFNet` learners (minibatches from device-resident tensors).
 
@@ -120,12 +140,7 @@ class FFTemplate(TensorLoaders, SupervisedTemplate):
             raise ConfigError(f"peer_normalization must be >= 0, got {peer_normalization}")
         if hybrid_negatives < 0:
             raise ConfigError(f"hybrid_negatives must be >= 0, got {hybrid_negatives}")
-        for p in kwargs.get("plugins") or []:
-            if isinstance(p, LwFPlugin):
-                raise ConfigError(
-                    f"{type(p).__name__} distils class logits during training; FF learners train on "
-                    "goodness, not logits. Use replay, EWC, SI, GEM or A-GEM with FF learners."
-                )
+        check_plugins(kwargs.get("plugins") or [])
         kwargs.setdefault("criterion", ScoreCrossEntropy())
         super().__init__(model=model, optimizer=optimizer, **kwargs)
         self.negatives, self.n_negatives = negatives, n_negatives
@@ -137,6 +152,7 @@ class FFTemplate(TensorLoaders, SupervisedTemplate):
         self._hybrid: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def _before_training_exp(self, **kwargs: Any) -> None:
+        check_plugins(self.plugins)  # also those appended after the strategy was built
         classes = experience_classes(self.experience)
         if len(classes) == 1 and getattr(self.experience, "is_first_subexp", True) and not any(
             isinstance(p, (ReplayPlugin, GDumbPlugin)) for p in self.plugins
