@@ -42,7 +42,7 @@ from avalanche.training.plugins import EvaluationPlugin
 from tqdm.auto import tqdm
 
 from .allocation import NeuronAllocation
-from .config import RunConfig, ScenarioConfig, StrategyConfig, from_dict, to_dict
+from .config import ConfigError, RunConfig, ScenarioConfig, StrategyConfig, from_dict, to_dict
 from .data import Stream, load_dataset, make_stream
 from .data.loaders import dataset_tensors
 from .data.streams import make_drift_stream
@@ -74,10 +74,17 @@ def load_run_config(run_dir: Path) -> RunConfig:
     path = Path(run_dir) / "config.json"
     if not path.is_file():
         raise RunError(f"{run_dir} is not a run directory (no config.json)")
-    data = json.loads(path.read_text())
-    data["scenario"] = from_dict(ScenarioConfig, data["scenario"], f"{path}: scenario")
-    data["strategy"] = from_dict(StrategyConfig, data["strategy"], f"{path}: strategy")
-    return RunConfig(**data)
+    data: Any = None
+    try:
+        data = json.loads(path.read_text())
+        data["scenario"] = from_dict(ScenarioConfig, data["scenario"], f"{path}: scenario")
+        data["strategy"] = from_dict(StrategyConfig, data["strategy"], f"{path}: strategy")
+        return RunConfig(**data)
+    except (ValueError, KeyError, TypeError) as e:  # JSON errors are ValueErrors; ConfigError passes through as one
+        if isinstance(e, ConfigError):
+            raise
+        kind = "an adaptation directory; adapt the run it came from" if isinstance(data, dict) and "adapt" in data else "not valid"
+        raise RunError(f"{path} is {kind} ({type(e).__name__}: {e})") from None
 
 
 def load_learner(run_dir: str | Path, device: str | torch.device = "cpu", trust_checkpoint: bool = False) -> Any:
@@ -89,8 +96,11 @@ def load_learner(run_dir: str | Path, device: str | torch.device = "cpu", trust_
     trust.check(path, trust_checkpoint)
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
-        ckpt = torch.load(path, pickle_module=dill, map_location=device, weights_only=False)
-    return ckpt["strategy"]
+        try:
+            ckpt = torch.load(path, pickle_module=dill, map_location=device, weights_only=False)
+            return ckpt["strategy"]
+        except Exception as e:  # truncated, corrupted or not a checkpoint at all
+            raise RunError(f"{path} cannot be read as an ffcl checkpoint ({type(e).__name__}); it is truncated or not a checkpoint") from None
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -230,7 +240,11 @@ def _setup(cfg: RunConfig, run_dir: Path, log_file: Any, resume: bool, quiet: bo
         with contextlib.redirect_stdout(io.StringIO()):  # Avalanche prints its device mapping
             if (run_dir / CHECKPOINT).exists():  # else it stopped before its first checkpoint: start afresh
                 trust.check(run_dir / CHECKPOINT, trust_checkpoint)
-            strategy, _ = maybe_load_checkpoint(strategy, run_dir / CHECKPOINT, map_location=device)
+            try:
+                strategy, _ = maybe_load_checkpoint(strategy, run_dir / CHECKPOINT, map_location=device)
+            except Exception as e:  # truncated, corrupted or not a checkpoint at all
+                raise RunError(f"{run_dir / CHECKPOINT} cannot be read as an ffcl checkpoint ({type(e).__name__}); "
+                               "it is truncated or not a checkpoint") from None
         progress = getattr(strategy, "ffcl_progress", progress)
         strategy.evaluator.loggers = [TextLogger(log_file)]
         fresh = {type(m): m for m in ours}

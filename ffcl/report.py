@@ -52,7 +52,13 @@ def load_metrics(run_dir: str | Path) -> dict[str, Any]:
     path = Path(run_dir) / "metrics.json"
     if not path.is_file():
         raise RunError(f"{run_dir} has no metrics.json: not a finished run (resume it with `ffcl run --resume {run_dir}`)")
-    return json.loads(path.read_text())
+    try:
+        metrics = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise RunError(f"{path} is not valid JSON ({e}); it was damaged or not written by ffcl") from None
+    if not isinstance(metrics, dict):
+        raise RunError(f"{path} is not an ffcl metrics file (a JSON object was expected)")
+    return metrics
 
 
 def _seen_average(matrix: list[list[float]]) -> list[float]:
@@ -74,7 +80,12 @@ def write_report(run_dirs: list[Path], out: Path) -> Path:
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
+    from .experiment import RunError
+
     runs = [(Path(d), load_metrics(d)) for d in run_dirs]
+    blocking = next((p for p in (out, *out.parents) if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise RunError(f"--out {out}: {blocking} is a file, not a folder; choose another --out")
     out.mkdir(parents=True, exist_ok=True)
     lines = [f"# Report: {', '.join(sorted({m['scenario'] for _, m in runs}))}", ""]
     lines += ["| run | strategy | seed | final avg acc (%) | avg forgetting (%) | BWT (%) | train time (s) | peak memory (MiB) |",

@@ -219,3 +219,31 @@ def test_bad_run_input_is_one_line_and_leaves_nothing(tmp_path, capsys, monkeypa
     assert rc == 2 and err.startswith("ffcl: error:") and words in err and "Traceback" not in err
     assert (tmp_path / "FILE").read_text() == "the user's file"
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())  # no half-made run directory
+
+
+def test_damaged_run_files_are_one_line_errors(tmp_path, capsys):
+    """Issue 14, item 15: a truncated checkpoint, an invalid config.json or metrics.json, and
+    `ffcl report --out` on a file gave tracebacks."""
+    run = tmp_path / "run"
+    assert main(["run", "--quiet", "--out", str(run), "--strategy", "naive", *SMALL]) == 0
+    capsys.readouterr()
+
+    def fails(args, words):
+        rc = main(args)
+        err = capsys.readouterr().err
+        assert rc == 2 and err.startswith("ffcl: error:") and words in err and "Traceback" not in err, err
+
+    broken = tmp_path / "broken"
+    shutil.copytree(run, broken)
+    (broken / "metrics.json").unlink()
+    (broken / "checkpoint.pt").write_bytes(b"garbage")
+    fails(["run", "--resume", str(broken), "--trust-checkpoint"], "cannot be read as an ffcl checkpoint")
+    (broken / "config.json").write_text("{bad")
+    fails(["run", "--resume", str(broken)], "config.json is not valid")
+    damaged = tmp_path / "damaged"
+    shutil.copytree(run, damaged)
+    (damaged / "metrics.json").write_text("{bad")
+    fails(["report", str(damaged)], "is not valid JSON")
+    (tmp_path / "afile").write_text("mine")
+    fails(["report", str(run), "--out", str(tmp_path / "afile")], "is a file, not a folder")
+    assert (tmp_path / "afile").read_text() == "mine"
