@@ -33,6 +33,7 @@ from typing import Any, Callable
 
 import dill
 import torch
+from avalanche.core import SupervisedPlugin
 from avalanche.checkpointing import maybe_load_checkpoint, save_checkpoint
 from avalanche.evaluation.metrics import accuracy_metrics, bwt_metrics, forgetting_metrics, loss_metrics, timing_metrics
 from avalanche.logging import TextLogger
@@ -58,6 +59,21 @@ CHECKPOINT = "checkpoint.pt"
 
 class RunError(RuntimeError):
     """The run cannot start as asked (e.g. its directory exists); the message says what to do."""
+
+
+class FiniteGuard(SupervisedPlugin):
+    """Stop training when a weight becomes NaN or infinite (checked once per epoch, so no
+    per-step host synchronisation), naming the parameter and the experience. The run's last
+    checkpoint, written after the previous experience, stays as it was."""
+
+    def after_training_epoch(self, strategy: Any, **kwargs: Any) -> None:
+        for name, p in strategy.model.named_parameters():
+            if not torch.isfinite(p).all():
+                raise RunError(
+                    f"experience {strategy.clock.train_exp_counter}, epoch {strategy.clock.train_exp_epochs}: "
+                    f"parameter {name} became NaN or infinite; lower the learning rate (strategy.lr) and resume "
+                    "from the last checkpoint or start again"
+                )
 
 
 def resolve_device(device: str) -> torch.device:
@@ -231,7 +247,7 @@ def _setup(cfg: RunConfig, run_dir: Path, log_file: Any, resume: bool, quiet: bo
         num_classes=stream.num_classes,
         device=device,
         evaluator=evaluator,
-        extra_plugins=[] if quiet or stream.mini_experiences else [ProgressPlugin()],
+        extra_plugins=[FiniteGuard()] + ([] if quiet or stream.mini_experiences else [ProgressPlugin()]),
     )
     if isinstance(strategy, JointTraining) and sc.online:
         raise RunError("the joint learner trains once on the whole stream; it cannot run on an online scenario")

@@ -247,3 +247,12 @@ def test_damaged_run_files_are_one_line_errors(tmp_path, capsys):
     (tmp_path / "afile").write_text("mine")
     fails(["report", str(run), "--out", str(tmp_path / "afile")], "is a file, not a folder")
     assert (tmp_path / "afile").read_text() == "mine"
+
+
+def test_non_finite_weights_stop_the_run_with_one_line(tmp_path, capsys):
+    """Issue 14, item 12: a diverging run used to finish 'successfully' with NaN weights."""
+    rc = main(["run", "--quiet", "--out", str(tmp_path / "r"), "--strategy", "naive", *SMALL,
+               "--set", "strategy.lr=1e12", "--set", 'strategy.optimizer="sgd"'])
+    err = capsys.readouterr().err
+    assert rc == 2 and "became NaN or infinite" in err and "features.1.weight" in err and "Traceback" not in err
+    assert not (tmp_path / "r" / "metrics.json").exists()
