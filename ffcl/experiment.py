@@ -103,20 +103,33 @@ def load_run_config(run_dir: Path) -> RunConfig:
         raise RunError(f"{path} is {kind} ({type(e).__name__}: {e})") from None
 
 
+def check_out_dir(out: Path) -> None:
+    """A one-line error if ``out``, or a folder above it, is an existing file."""
+    blocking = next((p for p in (out, *out.parents) if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise RunError(f"--out {out}: {blocking} is a file, not a folder; choose another --out")
+
+
+@contextlib.contextmanager
+def _reading_checkpoint(path: Path, trust_checkpoint: bool) -> Iterator[None]:
+    """Unpickle only a checkpoint ffcl wrote here (ffcl.trust); a damaged one is a one-line error."""
+    trust.check(path, trust_checkpoint)
+    with contextlib.redirect_stdout(io.StringIO()):  # Avalanche prints its device mapping
+        try:
+            yield
+        except Exception as e:  # truncated, corrupted or not a checkpoint at all
+            raise RunError(f"{path} cannot be read as an ffcl checkpoint ({type(e).__name__}); it is truncated or not a checkpoint") from None
+
+
 def load_learner(run_dir: str | Path, device: str | torch.device = "cpu", trust_checkpoint: bool = False) -> Any:
     """The strategy saved in a run directory's checkpoint (model, optimiser, plugin state); only a
     checkpoint ffcl wrote on this machine is unpickled, unless ``trust_checkpoint`` (ffcl.trust)."""
     path = Path(run_dir) / CHECKPOINT
     if not path.is_file():
         raise RunError(f"{run_dir} has no {CHECKPOINT}; was the run started?")
-    trust.check(path, trust_checkpoint)
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+    with _reading_checkpoint(path, trust_checkpoint), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        try:
-            ckpt = torch.load(path, pickle_module=dill, map_location=device, weights_only=False)
-            return ckpt["strategy"]
-        except Exception as e:  # truncated, corrupted or not a checkpoint at all
-            raise RunError(f"{path} cannot be read as an ffcl checkpoint ({type(e).__name__}); it is truncated or not a checkpoint") from None
+        return torch.load(path, pickle_module=dill, map_location=device, weights_only=False)["strategy"]
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -133,9 +146,7 @@ def _prepare_dir(cfg: RunConfig | None, run_dir: Path, resume: bool) -> RunConfi
         return cfg
     if cfg is None:
         raise RunError("a new run needs a RunConfig")
-    blocking = next((p for p in (run_dir, *run_dir.parents) if p.exists() and not p.is_dir()), None)
-    if blocking is not None:
-        raise RunError(f"--out {run_dir}: {blocking} is a file, not a folder; choose another --out")
+    check_out_dir(run_dir)
     if run_dir.exists() and any(run_dir.iterdir()):
         raise RunError(
             f"run directory {run_dir} already exists; choose another --out, or resume it with `ffcl run --resume {run_dir}`"
@@ -253,14 +264,9 @@ def _setup(cfg: RunConfig, run_dir: Path, log_file: Any, resume: bool, quiet: bo
         raise RunError("the joint learner trains once on the whole stream; it cannot run on an online scenario")
     progress: dict[str, Any] = {"rows": [], "train_time_s": [], "eval_time_s": [], "peak_memory_mb": 0.0}
     if resume:
-        with contextlib.redirect_stdout(io.StringIO()):  # Avalanche prints its device mapping
-            if (run_dir / CHECKPOINT).exists():  # else it stopped before its first checkpoint: start afresh
-                trust.check(run_dir / CHECKPOINT, trust_checkpoint)
-            try:
+        if (run_dir / CHECKPOINT).exists():  # else it stopped before its first checkpoint: start afresh
+            with _reading_checkpoint(run_dir / CHECKPOINT, trust_checkpoint):
                 strategy, _ = maybe_load_checkpoint(strategy, run_dir / CHECKPOINT, map_location=device)
-            except Exception as e:  # truncated, corrupted or not a checkpoint at all
-                raise RunError(f"{run_dir / CHECKPOINT} cannot be read as an ffcl checkpoint ({type(e).__name__}); "
-                               "it is truncated or not a checkpoint") from None
         progress = getattr(strategy, "ffcl_progress", progress)
         strategy.evaluator.loggers = [TextLogger(log_file)]
         fresh = {type(m): m for m in ours}

@@ -80,12 +80,10 @@ def write_report(run_dirs: list[Path], out: Path) -> Path:
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    from .experiment import RunError
+    from .experiment import check_out_dir
 
     runs = [(Path(d), load_metrics(d)) for d in run_dirs]
-    blocking = next((p for p in (out, *out.parents) if p.exists() and not p.is_dir()), None)
-    if blocking is not None:
-        raise RunError(f"--out {out}: {blocking} is a file, not a folder; choose another --out")
+    check_out_dir(out)
     out.mkdir(parents=True, exist_ok=True)
     lines = [f"# Report: {', '.join(sorted({m['scenario'] for _, m in runs}))}", ""]
     lines += ["| run | strategy | seed | final avg acc (%) | avg forgetting (%) | BWT (%) | train time (s) | peak memory (MiB) |",

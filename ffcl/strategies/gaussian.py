@@ -23,8 +23,7 @@ from avalanche.training.templates import SupervisedTemplate
 from torch import nn
 
 from ..config import ConfigError
-from ..data.loaders import TensorLoader, dataset_tensors
-from ..data.loaders import TensorLoaders
+from ..data.loaders import TensorLoaders, dataset_tensors
 from ..nn.dc import DCNet
 from ..objectives import DimensionalityCompression
 from ..readout import KINDS, ClassGaussians
@@ -144,7 +143,7 @@ class GaussianTemplate(TensorLoaders, SupervisedTemplate):
             model: GaussianClassifier = self.model
             model.eval()
             x, y, _ = dataset_tensors(self.adapted_dataset, self.device)
-            for bx, by, _ in TensorLoader([x, y, y], self.eval_mb_size, shuffle=False):
+            for bx, by in zip(x.split(self.eval_mb_size), y.split(self.eval_mb_size)):
                 model.readout.update(model.features(bx).flatten(1), by)
             self.features_trained += 1
         super()._after_training_exp(**kwargs)
