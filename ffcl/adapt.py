@@ -13,8 +13,9 @@ allocation keeps the capacity it reserved (``max_classes``): a class beyond it g
 no neurons, so reserve room in the original run if more classes will come.
 
 The adaptation directory holds ``config.json`` (the source run and the adaptation settings),
-``metrics.json``, ``log.txt`` and ``checkpoint.pt`` (so an adapted learner can be adapted again,
-and an interrupted adaptation resumed with ``resume=True``).
+``metrics.json``, ``log.txt``, ``learner.pt`` (safe to share) and ``checkpoint.pt``, so an interrupted adaptation resumes with
+``resume=True`` and an adaptation can be adapted again: its "old" test experiences are then those
+of the original run followed by those of every adaptation before it.
 """
 
 from __future__ import annotations
@@ -27,8 +28,11 @@ from typing import Any, Callable
 
 import torch
 from avalanche.benchmarks.scenarios.dataset_scenario import benchmark_from_datasets
+from avalanche.evaluation.metrics import accuracy_metrics, loss_metrics
 from avalanche.logging import TextLogger
+from avalanche.training.plugins import EvaluationPlugin
 
+from .config import RunConfig
 from .data import DataError, TensorData, load_dataset, make_stream
 from .experiment import (
     CHECKPOINT,
@@ -39,7 +43,9 @@ from .experiment import (
     load_learner,
     load_run_config,
     resolve_device,
+    strategy_config,
 )
+from .learner_file import LEARNER_FILE, save_learner
 from .metrics import AnytimeAccuracy, accuracy_row, peak_memory_mb
 
 __all__ = ["adapt_run", "relabel"]
@@ -86,17 +92,20 @@ def adapt_run(
     quiet: bool = False,
     echo: Callable[[str], None] = print,
     trust_checkpoint: bool = False,
+    weights_only: bool = False,
 ) -> dict[str, Any]:
     """Train the learner of the finished run ``source`` on ``data`` (any ``load_dataset`` name,
     e.g. ``npz:new.npz`` or ``folder:images/``) as ``n_experiences`` further experiences, writing
     to ``out``. ``epochs`` defaults to the run's; ``online`` means one pass in minibatches of the
     run scenario's ``online_batch_size``. With ``resume=True``, ``out`` is an interrupted
-    adaptation and the other settings are read from it. Returns the contents of metrics.json.
+    adaptation and the other settings are read from it. ``weights_only`` restores the source's
+learner from its ``learner.pt`` (no code runs, whoever made it; the optimiser and plugin state
+such as a replay buffer start afresh) instead of its checkpoint. Returns the contents of metrics.json.
     """
     out = Path(out)
     start = time.perf_counter()
     if resume:
-        saved = json.loads((out / "config.json").read_text()) if (out / "config.json").is_file() else {}
+        saved = _read_config(out) if (out / "config.json").is_file() else {}
         if "adapt" not in saved:
             raise RunError(f"{out} is not an adaptation directory (no config.json from `ffcl adapt`)")
         if (out / "metrics.json").exists():
@@ -111,19 +120,18 @@ def adapt_run(
             raise RunError(f"{source} is not a finished run (no metrics.json): finish it with `ffcl run --resume {source}` first")
         if out.exists() and any(out.iterdir()):
             raise RunError(f"{out} already exists; choose another --out (an existing directory is never overwritten)")
-    cfg = load_run_config(Path(settings["source"]))
+    cfg, old_tests, old_names, old_cpe = _lineage(Path(settings["source"]))
     sc = cfg.scenario
     root = settings["data_root"] or sc.data_root
-    old_data = load_dataset(sc.dataset, root)
-    old_stream = build_stream(sc, old_data, cfg.seed)
-    new_data, classes = relabel(load_dataset(settings["data"], root), old_data.class_names)
-    if new_data.input_shape != old_data.input_shape:
+    new_data, classes = relabel(load_dataset(settings["data"], root), old_names)
+    if new_data.input_shape != tuple(old_tests[0][0][0].shape):
         raise DataError(f"{settings['data']} has images of shape {new_data.input_shape}; the run's learner takes "
-                        f"{old_data.input_shape}: resize the new images to match")
+                        f"{tuple(old_tests[0][0][0].shape)}: resize the new images to match")
     new_stream = make_stream(new_data, settings["n_experiences"], seed=cfg.seed, online=settings["online"])
-    tests = [e.dataset for e in old_stream.test_stream] + [e.dataset for e in new_stream.test_stream]
+    tests = old_tests + [e.dataset for e in new_stream.test_stream]
     test_stream = benchmark_from_datasets(test=tests).test_stream  # one stream, unique experience ids
-    n_old = len(old_stream.classes_per_experience)
+    old_test_stream = benchmark_from_datasets(test=old_tests).test_stream
+    n_old = len(old_tests)
 
     if not resume:
         out.mkdir(parents=True, exist_ok=True)
@@ -133,7 +141,13 @@ def adapt_run(
     try:
         dev = resolve_device(settings["device"])
         resumable = resume and (out / CHECKPOINT).is_file()  # else it stopped before its first new experience
-        strategy = load_learner(out if resumable else settings["source"], dev, trust_checkpoint)
+        if resumable or not weights_only:
+            strategy = load_learner(out if resumable else settings["source"], dev, trust_checkpoint)
+        else:
+            strategy = load_learner(settings["source"], dev, weights_only=True, evaluator=EvaluationPlugin(
+                accuracy_metrics(experience=True, stream=True), loss_metrics(stream=True), loggers=[]))
+        strategy.__dict__.setdefault("ffcl_recipe", {"config": strategy_config(cfg), "input_shape": new_data.input_shape,
+                                                     "num_classes": len(old_names)})  # checkpoints older than learner.pt
         for metric in strategy.evaluator.metrics:  # the run's anytime test data is not this adaptation's stream
             if isinstance(metric, AnytimeAccuracy):
                 metric.tests = []
@@ -147,7 +161,7 @@ def adapt_run(
         strategy.evaluator.loggers = [TextLogger(log_file)]
         progress = getattr(strategy, "ffcl_adapt", None) if resumable else None
         if progress is None:  # row 0: the learner as the run left it; labels it does not have score 0
-            old_row = accuracy_row(strategy.eval(old_stream.test_stream), n_old)
+            old_row = accuracy_row(strategy.eval(old_test_stream), n_old)
             progress = {"rows": [old_row + [0.0] * (len(tests) - n_old)], "train_time_s": []}
         _grow(strategy.model, new_data.num_classes)
         if settings["online"]:
@@ -166,6 +180,7 @@ def adapt_run(
             progress["rows"].append(row)
             strategy.ffcl_adapt = progress
             _checkpoint(strategy, out / CHECKPOINT)
+            save_learner(strategy, out / LEARNER_FILE, new_data.class_names)
             say(f"[new exp {i + 1}/{new_stream.n_experiences}] classes {new_stream.classes_per_experience[i]} | "
                 f"old {_mean(row[:n_old]):.3f} | new {_mean(row[n_old:]):.3f}")
     finally:
@@ -175,12 +190,13 @@ def adapt_run(
         "source": settings["source"],
         "data": settings["data"],
         "new_classes": classes,
+        "class_names": list(new_data.class_names),
         "strategy": cfg.strategy_name,
         "scenario": cfg.scenario_name,
         "seed": cfg.seed,
         "device": str(strategy.device),
         "columns": [f"old exp {j}" for j in range(n_old)] + [f"new exp {j}" for j in range(len(tests) - n_old)],
-        "classes_per_experience": old_stream.classes_per_experience + new_stream.classes_per_experience,
+        "classes_per_experience": old_cpe + new_stream.classes_per_experience,
         "accuracy_matrix": rows,  # row 0: before adapting; row i: after new experience i
         "final_average_accuracy": _mean(rows[-1]),
         "old_accuracy_before": _mean(rows[0][:n_old]),
@@ -195,6 +211,33 @@ def adapt_run(
     }
     _write_json(out / "metrics.json", metrics)
     return metrics
+
+
+def _lineage(source: Path) -> tuple[RunConfig, list[Any], tuple[str, ...], list[list[int]]]:
+    """What a finished run or adaptation ``source`` has learnt: the original run's config, the test
+    experiences of everything it was trained on (the run's, then each adaptation's in order), its
+    class names and the classes of each of those experiences."""
+    saved = _read_config(source)
+    if "adapt" not in saved:  # the original run
+        cfg = load_run_config(source)
+        data = load_dataset(cfg.scenario.dataset, cfg.scenario.data_root)
+        stream = build_stream(cfg.scenario, data, cfg.seed)
+        return cfg, [e.dataset for e in stream.test_stream], data.class_names, list(stream.classes_per_experience)
+    a = saved["adapt"]
+    cfg, tests, names, cpe = _lineage(Path(a["source"]))
+    data, _ = relabel(load_dataset(a["data"], a["data_root"] or cfg.scenario.data_root), names)
+    stream = make_stream(data, a["n_experiences"], seed=cfg.seed, online=a["online"])
+    return cfg, tests + [e.dataset for e in stream.test_stream], data.class_names, cpe + list(stream.classes_per_experience)
+
+
+def _read_config(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / "config.json"
+    if not path.is_file():
+        raise RunError(f"{run_dir} is not a run or adaptation directory (no config.json)")
+    try:
+        return json.loads(path.read_text())
+    except ValueError as e:
+        raise RunError(f"{path} is not valid JSON ({e})") from None
 
 
 def _mean(xs: list[float]) -> float:

@@ -95,8 +95,10 @@ class NeuronAllocation(SupervisedPlugin):
         for block in model.blocks:
             if block.units // 2 < self.max_classes:
                 raise ValueError(f"a block of {block.units} units cannot give {self.max_classes} classes a neuron each per half")
-            block.owner = torch.full((block.units,), -1, dtype=torch.long, device=block.bias.device)
-        self.snapshots = [{} for _ in model.blocks]
+            if block.owner is None or block.owner.shape != (block.units,):  # else keep them (a restored learner)
+                block.owner = torch.full((block.units,), -1, dtype=torch.long, device=block.bias.device)
+        # the weights frozen units are restored to after each update (a restored learner may have some already)
+        self.snapshots = [{n: p.detach().clone() for n, p in block.named_parameters()} for block in model.blocks]
 
     def block_size(self, units: int) -> int:
         """Neurons a class owns in each half of a block of ``units`` neurons."""

@@ -49,6 +49,8 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--resume", action="store_true", help="RUN_DIR is an interrupted adaptation: continue it")
     a.add_argument("--trust-checkpoint", action="store_true",
                    help="unpickle a checkpoint ffcl did not write on this machine (it can run code: only for sources you trust)")
+    a.add_argument("--weights-only", action="store_true",
+                   help="restore the learner from RUN_DIR/learner.pt, which runs no code (optimiser and plugin state start afresh)")
     a.add_argument("--quiet", action="store_true", help="print only the final summary")
 
     c = sub.add_parser("compare", help="run strategies x seeds on one scenario and compare them side by side")
@@ -127,7 +129,7 @@ def _adapt(args: argparse.Namespace) -> None:
         out = args.out or args.run_dir.with_name(f"{args.run_dir.name}-adapt-{time.strftime('%Y%m%d-%H%M%S')}")
         m = adapt_run(args.run_dir, args.data, out, n_experiences=args.n_experiences, epochs=args.epochs,
                       online=args.online, data_root=args.data_root, device=args.device, quiet=args.quiet,
-                      trust_checkpoint=args.trust_checkpoint)
+                      trust_checkpoint=args.trust_checkpoint, weights_only=args.weights_only)
     print(f"adapted {m['strategy']} ({m['source']}) to {m['data']}, new classes {m['new_classes']}")
     print(f"  old classes: {100 * m['old_accuracy_before']:.2f}% before, {100 * m['old_accuracy_after']:.2f}% after; "
           f"new classes: {100 * m['new_accuracy_after']:.2f}%; all: {100 * m['final_average_accuracy']:.2f}%")

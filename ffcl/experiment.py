@@ -9,7 +9,10 @@ The run directory holds:
 * ``log.txt``: every metric Avalanche's evaluator logged (its TextLogger);
 * ``checkpoint.pt``: the learner after the last finished experience (Avalanche's checkpoint of the
   whole strategy: model, optimiser, plugin state such as replay buffers), so an interrupted run
-  resumes with ``resume=True`` and a finished one can be evaluated or continued later.
+  resumes with ``resume=True`` and a finished one can be evaluated or continued later. It is a
+  pickle: ffcl loads only those it wrote itself (``ffcl.trust``);
+* ``learner.pt``: the same learner in the weights-only format that is safe to share and to open
+  (``ffcl.learner_file``): the file to send to others.
 
 An existing run directory is never overwritten.
 """
@@ -48,6 +51,7 @@ from .data import Stream, load_dataset, make_stream
 from .data.loaders import dataset_tensors
 from .data.streams import make_drift_stream
 from . import trust
+from .learner_file import LEARNER_FILE, read_learner, save_learner
 from .metrics import AnytimeAccuracy, BlockActivity, MatrixSummary, accuracy_row, peak_memory_mb, summarize
 from .progress import ProgressPlugin
 from .strategies import build_strategy
@@ -99,7 +103,7 @@ def load_run_config(run_dir: Path) -> RunConfig:
     except (ValueError, KeyError, TypeError) as e:  # JSON errors are ValueErrors; ConfigError passes through as one
         if isinstance(e, ConfigError):
             raise
-        kind = "an adaptation directory; adapt the run it came from" if isinstance(data, dict) and "adapt" in data else "not valid"
+        kind = "an adaptation directory (continue it with `ffcl adapt DIR --resume`)" if isinstance(data, dict) and "adapt" in data else "not valid"
         raise RunError(f"{path} is {kind} ({type(e).__name__}: {e})") from None
 
 
@@ -121,9 +125,20 @@ def _reading_checkpoint(path: Path, trust_checkpoint: bool) -> Iterator[None]:
             raise RunError(f"{path} cannot be read as an ffcl checkpoint ({type(e).__name__}); it is truncated or not a checkpoint") from None
 
 
-def load_learner(run_dir: str | Path, device: str | torch.device = "cpu", trust_checkpoint: bool = False) -> Any:
-    """The strategy saved in a run directory's checkpoint (model, optimiser, plugin state); only a
-    checkpoint ffcl wrote on this machine is unpickled, unless ``trust_checkpoint`` (ffcl.trust)."""
+def load_learner(run_dir: str | Path, device: str | torch.device = "cpu", trust_checkpoint: bool = False,
+                 weights_only: bool = False, **build_kwargs: Any) -> Any:
+    """The strategy saved in a run or adaptation directory.
+
+    By default from its checkpoint, whole (model, optimiser, plugin state); only a checkpoint ffcl
+    wrote on this machine is unpickled, unless ``trust_checkpoint`` (ffcl.trust). With
+    ``weights_only`` from ``learner.pt``, which runs no code whoever made it: the recipe rebuilt
+    with the saved model state (``build_kwargs`` go to ``build_strategy``; see ffcl.learner_file).
+    """
+    if weights_only:
+        path = Path(run_dir) / LEARNER_FILE
+        if not path.is_file():
+            raise RunError(f"{run_dir} has no {LEARNER_FILE} (runs made before ffcl wrote it have only {CHECKPOINT})")
+        return read_learner(path, device, **build_kwargs)
     path = Path(run_dir) / CHECKPOINT
     if not path.is_file():
         raise RunError(f"{run_dir} has no {CHECKPOINT}; was the run started?")
@@ -178,6 +193,15 @@ def build_stream(sc: ScenarioConfig, data: Any, seed: int) -> Stream:
         data, sc.n_experiences, class_order=sc.class_order, classes_per_experience=sc.classes_per_experience,
         shuffle_classes=sc.shuffle_classes, seed=seed, **online,
     )
+
+
+def strategy_config(cfg: RunConfig) -> StrategyConfig:
+    """The run's strategy recipe with the scenario's training budget (epochs, batch size) applied."""
+    sc = cfg.scenario
+    budget = {k: v for k, v in (("epochs", sc.epochs), ("batch_size", sc.batch_size)) if v is not None}
+    if sc.online:  # single pass, one update per arriving mini-batch
+        budget = {"epochs": 1, "batch_size": sc.online_batch_size}
+    return StrategyConfig(**{**to_dict(cfg.strategy), **budget})
 
 
 def sample_test_data(stream: Stream, size: int, seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -235,10 +259,7 @@ def _setup(cfg: RunConfig, run_dir: Path, log_file: Any, resume: bool, quiet: bo
     sc = cfg.scenario
     data = load_dataset(sc.dataset, sc.data_root)
     stream = build_stream(sc, data, cfg.seed)
-    budget = {k: v for k, v in (("epochs", sc.epochs), ("batch_size", sc.batch_size)) if v is not None}
-    if sc.online:  # single pass, one update per arriving mini-batch
-        budget = {"epochs": 1, "batch_size": sc.online_batch_size}
-    strategy_cfg = StrategyConfig(**{**to_dict(cfg.strategy), **budget})
+    strategy_cfg = strategy_config(cfg)
     ours = [BlockActivity(sample_test_data(stream, 100, cfg.seed))]  # metrics that hold test data (not checkpointed)
     if sc.anytime_every:
         ours.append(AnytimeAccuracy(sample_test_data(stream, sc.anytime_test_size, cfg.seed), sc.anytime_every))
@@ -264,10 +285,12 @@ def _setup(cfg: RunConfig, run_dir: Path, log_file: Any, resume: bool, quiet: bo
         raise RunError("the joint learner trains once on the whole stream; it cannot run on an online scenario")
     progress: dict[str, Any] = {"rows": [], "train_time_s": [], "eval_time_s": [], "peak_memory_mb": 0.0}
     if resume:
+        fresh = strategy
         if (run_dir / CHECKPOINT).exists():  # else it stopped before its first checkpoint: start afresh
             with _reading_checkpoint(run_dir / CHECKPOINT, trust_checkpoint):
                 strategy, _ = maybe_load_checkpoint(strategy, run_dir / CHECKPOINT, map_location=device)
         progress = getattr(strategy, "ffcl_progress", progress)
+        strategy.__dict__.setdefault("ffcl_recipe", fresh.ffcl_recipe)  # checkpoints older than learner.pt
         strategy.evaluator.loggers = [TextLogger(log_file)]
         fresh = {type(m): m for m in ours}
         for metric in strategy.evaluator.metrics:
@@ -316,6 +339,7 @@ def _train(
         _write_csv(run_dir / "metrics.csv", progress["rows"], progress["train_time_s"])  # whole, so a retried experience never repeats
         strategy.ffcl_progress = progress
         _checkpoint(strategy, run_dir / CHECKPOINT)
+        save_learner(strategy, run_dir / LEARNER_FILE, data.class_names)
         seen = sum(row[: i + 1]) / (i + 1) if not joint else sum(row) / n_exp
         say(
             f"[exp {i + 1}/{n_exp}] classes {'all' if joint else stream.classes_per_experience[i]} "

@@ -5,7 +5,8 @@ directory received from someone else must never be unpickled silently. Every che
 writes has its SHA-256 recorded in a local registry (``~/.cache/ffcl/trusted_checkpoints.txt``, or
 ``$FFCL_TRUST_FILE``); resuming or adapting a run first checks that its checkpoint is one of them.
 Anything else is refused with one line, unless the user says they trust it (``--trust-checkpoint``).
-Reports read only JSON and CSV and need no trust.
+Reports read only JSON and CSV and need no trust; ``learner.pt`` (ffcl.learner_file) is read
+weights-only and needs none either.
 """
 
 from __future__ import annotations
@@ -51,5 +52,6 @@ def check(path: Path, trusted: bool = False) -> None:
     if _sha256(path) not in known:
         raise UntrustedCheckpoint(
             f"{path} was not written by ffcl on this machine (its SHA-256 is not in {reg}); loading it would "
-            "unpickle code from whoever made it. If you trust its source, pass --trust-checkpoint"
+            "unpickle code from whoever made it. If you trust its source, pass --trust-checkpoint; else use its learner.pt, "
+            "which runs no code (`ffcl adapt --weights-only`, `ffcl.load_learner(DIR, weights_only=True)`)"
         )

@@ -152,3 +152,19 @@ def test_adapt_a_split_mnist_run_to_new_classes_from_an_npz(tmp_path):
     assert m["new_classes"] == {"T0": 10, "T1": 11}
     assert len(m["accuracy_matrix"][0]) == 6 and m["new_accuracy_after"] > 0.8
     assert m["old_accuracy_after"] > 0.5  # the restored replay buffer keeps the digits
+
+
+def test_an_adaptation_can_be_adapted_again(replay_run, tmp_path):
+    """Issue 14, item 14: the second adaptation's old experiences are the run's and the first
+    adaptation's; it starts from the learner the first one left (its row 0 is their last row)."""
+    first = adapt_run(replay_run, new_classes_npz(tmp_path / "a.npz"), tmp_path / "a", quiet=True)
+    d = load_dataset("digits")
+    keep = (d.y_train == 2) | (d.y_train == 3)
+    np.savez(tmp_path / "b.npz", x=d.x_train[keep].transpose(-1, -2).numpy(), y=d.y_train[keep].numpy() - 2,
+             class_names=np.array(["t2", "t3"]))
+    second = adapt_run(tmp_path / "a", f"npz:{tmp_path / 'b.npz'}", tmp_path / "b", quiet=True)
+    assert second["new_classes"] == {"t2": 12, "t3": 13}
+    assert second["class_names"][10:] == ["flip0", "flip1", "t2", "t3"]
+    assert len(second["columns"]) == 7 and second["classes_per_experience"][5:] == [[10, 11], [12, 13]]
+    assert second["accuracy_matrix"][0][:6] == pytest.approx(first["accuracy_matrix"][-1])
+    assert second["new_accuracy_after"] > 0.5

@@ -14,7 +14,7 @@ from ffcl.config import to_dict
 from ffcl.experiment import RunError, load_run_config, resolve_device, run_experiment
 from ffcl.metrics import summarize
 
-FILES = {"config.json", "metrics.json", "metrics.csv", "log.txt", "checkpoint.pt"}
+FILES = {"config.json", "metrics.json", "metrics.csv", "log.txt", "checkpoint.pt", "learner.pt"}
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:

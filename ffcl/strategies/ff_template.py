@@ -1,7 +1,10 @@
 """The FF template: Avalanche's SupervisedTemplate with layer-local learning.
 
 In training, ``forward`` runs the network on each image with its true label and K negative labels
-stacked into the batch, and ``criterion`` is the sum of the blocks' local losses. Because each
+stacked into the batch, and ``criterion`` is the sum of the blocks' local losses. What ``forward``
+returns is the class scores of the minibatch before the update (one no-grad pass over the seen
+classes, also what hardest negatives are drawn from), so Avalanche's training accuracy is the real
+accuracy over the seen classes. Because each
 block's input is detached, one backward of that sum gives exactly the local gradients (design.md):
 FF learning inside Avalanche's ordinary loop, so plugins that act on the loss or the gradients
 (EWC, SI, GEM, A-GEM, replay) compose unchanged. ``update="blockwise"`` instead runs backward
@@ -173,13 +176,15 @@ class FFTemplate(TensorLoaders, SupervisedTemplate):
         model: FFNet = self.model
         x, y = self.mb_x, self.mb_y
         model.activate(y)
+        active = model.active_classes()
         classes = model.trainable_classes()  # neuron allocation freezes old classes: no negatives from them
         if not torch.isin(y, classes).all():
-            classes = model.active_classes()
-        scores = None
-        if self.negatives == "hardest" and len(classes) - 1 > self.n_negatives:
-            with torch.no_grad():  # the sparse inference path where the network allows it
-                scores = model.infer_scores(x, classes.expand(len(y), -1))
+            classes = active
+        with torch.no_grad():  # class scores before the update (sparse path where it exists): the output
+            seen = model.infer_scores(x, active.expand(len(y), -1))  # training metrics read, and hardest negatives
+        output = seen.new_full((len(y), model.max_classes), NEG)
+        output[:, active] = seen
+        scores = seen[:, torch.searchsorted(active, classes)] if self.negatives == "hardest" else None
         negs = sample_negatives(y, classes, self.n_negatives, self.negatives, scores)
         self._labels = torch.cat([y[:, None], negs], dim=1)
         self._hybrid = None
@@ -188,11 +193,9 @@ class FFTemplate(TensorLoaders, SupervisedTemplate):
             idx = torch.randint(0, len(y), (n_hybrid,), device=y.device)
             images, partner = hybrid_images(x[idx], y[idx])
             self._hybrid = (images, torch.stack([y[idx], y[idx][partner]], dim=1))  # negative for both sources
-        if self.update == "fused":
-            self._acts = model.activities(x, self._labels)
-            return model.goodness(self._acts)[..., model.score_layers].sum(-1).detach()
-        self._acts = None
-        return self._labels  # blockwise: activities are computed block by block in criterion()
+        # fused: activities for the local losses now; blockwise: block by block in criterion()
+        self._acts = model.activities(x, self._labels) if self.update == "fused" else None
+        return output
 
     def _contexts(self, goodness: torch.Tensor) -> list[torch.Tensor | None]:
         """For layer collaboration: the detached goodness of all *other* layers, per layer."""

@@ -147,4 +147,6 @@ def build_strategy(
                        make_optimizer=optimizer, eval_every=eval_every)
     ctx.plugins.extend(_call("plugin", name, PLUGINS, ctx, args) for name, args in config.plugins.items())
     ctx.plugins.extend(extra_plugins)
-    return _call("learner", config.learner, LEARNERS, ctx, config.learner_args)
+    strategy = _call("learner", config.learner, LEARNERS, ctx, config.learner_args)
+    strategy.ffcl_recipe = {"config": config, "input_shape": tuple(input_shape), "num_classes": num_classes}  # for ffcl.learner_file
+    return strategy
