@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from avalanche.core import SupervisedPlugin
 
+from .config import ConfigError
 from .data.streams import experience_classes
 from .nn.ff import FFNet
 
@@ -89,12 +90,14 @@ class NeuronAllocation(SupervisedPlugin):
 
     def attach(self, model: FFNet) -> None:
         if not isinstance(model, FFNet) or not all(b.split for b in model.blocks):
-            raise TypeError("neuron allocation needs an FF network split into positive and negative neurons (SFFA)")
+            raise ConfigError(f"neuron allocation needs an SFFA network (positive and negative neurons), not a {type(model).__name__}: "
+                              "use it with the sffa learner, or drop [plugins.allocation]")
         self.model = model
         self.max_classes = self.max_classes or model.max_classes
         for block in model.blocks:
             if block.units // 2 < self.max_classes:
-                raise ValueError(f"a block of {block.units} units cannot give {self.max_classes} classes a neuron each per half")
+                raise ConfigError(f"neuron allocation: a block of {block.units} units cannot give {self.max_classes} classes "
+                                  "a neuron each per half: widen strategy.hidden or lower plugins.allocation.max_classes")
             if block.owner is None or block.owner.shape != (block.units,):  # else keep them (a restored learner)
                 block.owner = torch.full((block.units,), -1, dtype=torch.long, device=block.bias.device)
         # the weights frozen units are restored to after each update (a restored learner may have some already)

@@ -7,6 +7,7 @@ stderr and exit status 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import errno
 import subprocess
 import sys
 import time
@@ -204,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from .data import DataError
     from .experiment import RunError
+    from .files import WriteError
     from .trust import UntrustedCheckpoint
 
     try:
@@ -220,8 +222,15 @@ def main(argv: list[str] | None = None) -> int:
         else:
             for kind in ("scenarios", "strategies"):
                 print(f"{kind}: {', '.join(list_recipes(kind))}")
-    except (ConfigError, DataError, RunError, UntrustedCheckpoint) as err:
+    except (ConfigError, DataError, RunError, UntrustedCheckpoint, WriteError) as err:
         print(f"ffcl: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EROFS):
+            raise
+        how = "ffcl adapt --resume DIR" if args.command == "adapt" else "ffcl run --resume RUN_DIR"
+        print(f"ffcl: error: {err.strerror} ({err.filename or 'writing'}): free space or fix permissions; "
+              f"the last checkpoint is intact, continue with `{how}`", file=sys.stderr)
         return 2
     except subprocess.CalledProcessError as err:
         print(f"ffcl: error: `{' '.join(map(str, err.cmd))}` failed (exit {err.returncode})", file=sys.stderr)

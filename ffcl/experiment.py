@@ -23,7 +23,6 @@ import contextlib
 import csv
 import io
 import json
-import os
 import platform
 import shutil
 import sys
@@ -51,6 +50,7 @@ from .data import Stream, load_dataset, make_stream
 from .data.loaders import dataset_tensors
 from .data.streams import make_drift_stream
 from . import trust
+from .files import atomic_path
 from .learner_file import LEARNER_FILE, read_learner, save_learner
 from .metrics import AnytimeAccuracy, BlockActivity, MatrixSummary, accuracy_row, peak_memory_mb, summarize
 from .progress import ProgressPlugin
@@ -148,9 +148,8 @@ def load_learner(run_dir: str | Path, device: str | torch.device = "cpu", trust_
 
 
 def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2))
 
 
 def _prepare_dir(cfg: RunConfig | None, run_dir: Path, resume: bool) -> RunConfig:
@@ -398,26 +397,22 @@ def _checkpoint(strategy: Any, path: Path) -> None:
     function, so dill cannot locate ``torch.optim.adam.Adam`` and would try (and fail) to pickle
     the optimiser class by value.
     """
-    tmp = path.with_suffix(path.suffix + ".tmp")
     byref = dill.settings["byref"]
     dill.settings["byref"] = True
     try:
-        with warnings.catch_warnings():
+        with atomic_path(path) as tmp, warnings.catch_warnings():
             warnings.simplefilter("ignore", dill.PicklingWarning)
             save_checkpoint(strategy, tmp)
+            trust.remember(tmp)  # before it takes its name: a checkpoint on disk is always one ffcl recorded
     finally:
         dill.settings["byref"] = byref
-    trust.remember(tmp)  # before it takes its name: a checkpoint on disk is always one ffcl recorded
-    os.replace(tmp, path)
 
 
 def _write_csv(path: Path, rows: list[list[float]], train_times: list[float]) -> None:
     """metrics.csv from the accuracy matrix so far, written atomically."""
-    tmp = path.with_suffix(".csv.tmp")
-    with open(tmp, "w", newline="") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["trained_experience", "test_experience", "accuracy", "train_time_s"])
         for step, (row, train_time) in enumerate(zip(rows, train_times)):
             for j, acc in enumerate(row):
                 w.writerow([step, j, f"{acc:.6f}", f"{train_time:.3f}"])
-    os.replace(tmp, path)

@@ -19,13 +19,13 @@ with a fresh optimiser and empty plugin state. Resuming one's own run uses the c
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from .config import ConfigError, StrategyConfig, from_dict, to_dict
+from .files import atomic_path
 
 __all__ = ["LEARNER_FILE", "FORMAT", "save_learner", "read_learner", "recipe_of"]
 
@@ -58,10 +58,8 @@ def save_learner(strategy: Any, path: str | Path, class_names: tuple[str, ...] |
         "state": {k: v.detach().cpu() for k, v in strategy.model.state_dict().items()},
         "strategy_state": {k: int(getattr(strategy, k)) for k in STRATEGY_STATE if hasattr(strategy, k)},
     }
-    path = Path(path)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(record, tmp)
-    os.replace(tmp, path)
+    with atomic_path(Path(path)) as tmp:
+        torch.save(record, tmp)
 
 
 def read_learner(path: str | Path, device: str | torch.device = "cpu", **build_kwargs: Any) -> Any:

@@ -145,12 +145,27 @@ def test_hybrid_images_mix_two_images():
     assert (y[partner] != y).all()
 
 
-def test_allocation_needs_split_layers(digits):
-    cfg = StrategyConfig(learner="df", hidden=[20], epochs=1, batch_size=32, plugins={"allocation": {}})
-    s = build_strategy(cfg, input_shape=digits.input_shape, num_classes=10,
-                       evaluator=EvaluationPlugin(loggers=[]))
-    with pytest.raises(TypeError, match="split into positive and negative"):
-        s.train(make_stream(digits, 5).train_stream[0])
+@pytest.mark.parametrize("learner,hidden,match", [
+    ("df", [20], "needs an SFFA network"), ("mlp", [20], "not a MLP"), ("sffa", [12], "widen strategy.hidden"),
+])
+def test_allocation_on_a_network_it_cannot_divide_fails_when_built(digits, learner, hidden, match):
+    """Issue 14, item 15: at construction, with a line that says what to change, not mid-run."""
+    from ffcl.config import ConfigError
+
+    cfg = StrategyConfig(learner=learner, hidden=hidden, epochs=1, batch_size=32, plugins={"allocation": {}},
+                         learner_args={"k": 3} if learner == "sffa" else {})
+    with pytest.raises(ConfigError, match=match):
+        build_strategy(cfg, input_shape=digits.input_shape, num_classes=10, evaluator=EvaluationPlugin(loggers=[]))
+
+
+def test_cli_allocation_on_an_mlp_is_one_line_and_leaves_no_run_directory(tmp_path, capsys):
+    from ffcl.cli import main
+
+    out = tmp_path / "run"
+    assert main(["run", "--scenario", "split_digits", "--strategy", "naive", "--set", "strategy.plugins.allocation={}",
+                 "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "needs an SFFA network" in err and len(err.strip().splitlines()) == 1 and not out.exists()
 
 
 def test_classes_that_return_after_their_experience_get_a_warning(digits):

@@ -263,6 +263,28 @@ def test_unreadable_cache_is_rebuilt(tmp_path):
     check_idx(load_dataset("mnist", tmp_path), arrays)
 
 
+@pytest.mark.parametrize("fault", ["flat images", "fewer labels", "label beyond the names", "test shape differs"])
+def test_cache_with_wrong_shapes_is_rebuilt(tmp_path, fault):
+    """Issue 14, item 15: a cache that reads but holds arrays of the wrong shapes is decoded again."""
+    arrays = write_idx_set(tmp_path / "MNIST" / "raw", gzipped=False)
+    load_dataset("mnist", tmp_path)
+    cache = tmp_path / "ffcl-cache" / "mnist.npz"
+    with np.load(cache) as npz:
+        bad = dict(npz)
+    if fault == "flat images":
+        bad["x_train"] = bad["x_train"].reshape(len(bad["x_train"]), -1)
+    elif fault == "fewer labels":
+        bad["y_train"] = bad["y_train"][:-1]
+    elif fault == "label beyond the names":
+        bad["y_test"][0] = len(bad["class_names"])
+    else:
+        bad["x_test"] = bad["x_test"][:, :, :-1]
+    np.savez(cache, **bad)
+    with pytest.warns(UserWarning, match="unreadable cache"):
+        check_idx(load_dataset("mnist", tmp_path), arrays)
+    check_idx(load_dataset("mnist", tmp_path), arrays)
+
+
 # ---------------------------------------------------------------- user npz data
 
 

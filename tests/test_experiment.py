@@ -379,3 +379,31 @@ def test_a_failed_checkpoint_save_neither_repeats_csv_rows_nor_loses_the_log(mak
     lines = (run_dir / "metrics.csv").read_text().splitlines()
     pairs = [tuple(line.split(",")[:2]) for line in lines[1:]]
     assert len(pairs) == 9 and len(set(pairs)) == 9  # 3 x 3 entries, each once
+
+
+def test_a_full_disk_is_one_line_and_keeps_the_last_checkpoint(run_dir, monkeypatch, capsys):
+    """Issue 14, item 15: the disk fills while the second checkpoint is written."""
+    import ffcl.experiment as experiment
+    from ffcl.cli import main
+    from ffcl.experiment import load_learner
+
+    real, calls = experiment.save_checkpoint, []
+
+    def filling(strategy, path):
+        calls.append(path)
+        if len(calls) == 2:
+            Path(path).write_bytes(b"half a checkpoint")
+            raise OSError(28, "No space left on device")
+        real(strategy, path)
+
+    monkeypatch.setattr(experiment, "save_checkpoint", filling)
+    args = ["run", "--scenario", "split_digits", "--strategy", "naive", "--set", "scenario.n_experiences=3",
+            "--set", "strategy.hidden=[16]", "--out", str(run_dir), "--quiet"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "No space left on device" in err and "previous version is kept" in err
+    assert not list(run_dir.glob("*.tmp"))
+    assert len(load_learner(run_dir).ffcl_progress["rows"]) == 1  # the first experience's checkpoint, intact and trusted
+    monkeypatch.setattr(experiment, "save_checkpoint", real)
+    assert main(["run", "--resume", str(run_dir), "--quiet"]) == 0
+    assert len(json.loads((run_dir / "metrics.json").read_text())["accuracy_matrix"]) == 3

@@ -222,3 +222,13 @@ def test_noise_drift_and_bad_settings(digits):
         make_drift_stream(digits, 1)
     with pytest.raises(DataError, match="rotate"):
         shift(digits.x_test[:2], "blur", 1.0)
+
+
+@pytest.mark.parametrize("drop", ["train", "test"])
+def test_classes_missing_from_one_split_are_one_clear_error(drop):
+    """Issue 14, item 15: test labels the training set lacks (or the reverse) say so, not Avalanche's ValueError."""
+    d = load_dataset("synthetic", n_classes=4)
+    keep_train, keep_test = d.y_train < (3 if drop == "train" else 4), d.y_test < (3 if drop == "test" else 4)
+    data = type(d)(d.name, d.x_train[keep_train], d.y_train[keep_train], d.x_test[keep_test], d.y_test[keep_test], d.class_names)
+    with pytest.raises(DataError, match="only in the test set" if drop == "train" else "have no test images"):
+        make_stream(data, 2)

@@ -60,3 +60,24 @@ def test_adapt_refuses_a_received_run(make_config, tmp_path, monkeypatch, capsys
     assert rc == 2 and "was not written by ffcl on this machine" in err
     assert not (tmp_path / "adapted").exists()
     assert os.listdir(tmp_path / "run")  # nothing of the received run was touched
+
+
+def test_report_of_a_received_run_reads_only_text(make_config, tmp_path, monkeypatch):
+    """`ffcl report` never opens checkpoint.pt or learner.pt: booby-trapped ones do nothing."""
+    import pickle
+
+    import torch
+
+    run = tmp_path / "received"
+    run_experiment(make_config("split_digits", "naive", ["scenario.n_experiences=2", "scenario.epochs=1"]), run, quiet=True)
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    for name in ("checkpoint.pt", "learner.pt"):
+        torch.save({"strategy": Evil()}, run / name, pickle_module=pickle)
+    monkeypatch.setenv("FFCL_TRUST_FILE", str(tmp_path / "empty.txt"))
+    assert main(["report", str(run), "--out", str(tmp_path / "report")]) == 0
+    assert (tmp_path / "report" / "report.md").is_file() and not marker.exists()

@@ -190,11 +190,24 @@ def _read_cache(path: Path) -> _Arrays | None:
         return None
     try:
         with np.load(path, allow_pickle=False) as npz:
-            return (npz["x_train"], npz["y_train"], npz["x_test"], npz["y_test"],
-                    tuple(str(s) for s in npz["class_names"]))
+            arrays = (npz["x_train"], npz["y_train"], npz["x_test"], npz["y_test"],
+                      tuple(str(s) for s in npz["class_names"]))
+        _check_arrays(*arrays)
+        return arrays
     except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as exc:
         warnings.warn(f"ignoring the unreadable cache {path} ({exc}); decoding the data set again", stacklevel=3)
         return None
+
+
+def _check_arrays(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, names: tuple[str, ...]) -> None:
+    """ValueError unless the arrays are images [N, C, H, W] with one label (< the number of names) each."""
+    for x, y in ((x_train, y_train), (x_test, y_test)):
+        if x.ndim != 4 or y.ndim != 1 or len(x) != len(y) or x.dtype not in (np.uint8, np.float32):
+            raise ValueError(f"images {x.dtype} {x.shape} and labels {y.shape} do not fit")
+        if y.size and not (np.issubdtype(y.dtype, np.integer) and 0 <= y.min() and y.max() < len(names)):
+            raise ValueError(f"labels outside 0..{len(names) - 1}")
+    if x_train.shape[1:] != x_test.shape[1:]:
+        raise ValueError(f"training images {x_train.shape[1:]} and test images {x_test.shape[1:]} differ")
 
 
 def _write_cache(path: Path, arrays: _Arrays) -> None:

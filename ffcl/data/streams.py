@@ -70,6 +70,14 @@ def make_stream(
     Avalanche online mini-experiences of that many samples.
     """
     present = torch.unique(data.y_train).tolist()  # every class of a data set; the new ones for `ffcl adapt`
+    tested = torch.unique(data.y_test).tolist()
+    if tested != present:
+        only_test, only_train = sorted(set(tested) - set(present)), sorted(set(present) - set(tested))
+        raise DataError(
+            f"'{data.name}': every class needs training and test images; "
+            + (f"classes {only_test} appear only in the test set" if only_test else f"classes {only_train} have no test images")
+            + ": drop those images or add the missing ones"
+        )
     n_classes = len(present)
     if classes_per_experience is not None:
         if sum(classes_per_experience) != n_classes or min(classes_per_experience, default=0) < 1:

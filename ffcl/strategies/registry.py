@@ -148,5 +148,8 @@ def build_strategy(
     ctx.plugins.extend(_call("plugin", name, PLUGINS, ctx, args) for name, args in config.plugins.items())
     ctx.plugins.extend(extra_plugins)
     strategy = _call("learner", config.learner, LEARNERS, ctx, config.learner_args)
+    for plugin in getattr(strategy, "plugins", ()):  # plugins that bind to the model (neuron allocation) check it now, not mid-run
+        if callable(getattr(plugin, "attach", None)):
+            plugin.attach(strategy.model)
     strategy.ffcl_recipe = {"config": config, "input_shape": tuple(input_shape), "num_classes": num_classes}  # for ffcl.learner_file
     return strategy
