@@ -61,6 +61,8 @@ class ScenarioConfig:
     (``split_online_stream``), for plugins that should act within an experience.
     ``anytime_every`` evaluates, every that many training samples, the accuracy on the test data
     of the experiences seen so far (at most ``anytime_test_size`` test samples of each).
+    Online scenarios also measure prequential (test-then-train) accuracy: each arriving minibatch
+    is scored before the update, cumulatively and over the last ``prequential_window`` samples.
     ``epochs`` and ``batch_size``, when set, replace the strategy's: the training budget belongs to
     the data set (as in Mammoth's dataset classes), so a small data set can ask for more epochs.
     """
@@ -78,6 +80,7 @@ class ScenarioConfig:
     drift_strength: float = 90.0
     anytime_every: int | None = None
     anytime_test_size: int = 500
+    prequential_window: int = 1000
     epochs: int | None = None
     batch_size: int | None = None
     data_root: str | None = None
@@ -89,6 +92,7 @@ class ScenarioConfig:
         _positive(where, "online_batch_size", self.online_batch_size)
         _choice(where, "drift", self.drift, DRIFTS)
         _positive(where, "anytime_test_size", self.anytime_test_size)
+        _positive(where, "prequential_window", self.prequential_window)
         if not math.isfinite(self.drift_strength) or self.drift_strength < 0:
             raise ConfigError(f"{where}: 'drift_strength' must be a finite number >= 0, got {self.drift_strength}")
         for key in ("epochs", "batch_size", "online_experience_size", "anytime_every"):

@@ -52,7 +52,7 @@ from .data.streams import make_drift_stream
 from . import trust
 from .files import atomic_path
 from .learner_file import LEARNER_FILE, read_learner, save_learner
-from .metrics import AnytimeAccuracy, BlockActivity, MatrixSummary, accuracy_row, peak_memory_mb, summarize
+from .metrics import AnytimeAccuracy, BlockActivity, MatrixSummary, PrequentialAccuracy, accuracy_row, peak_memory_mb, summarize
 from .progress import ProgressPlugin
 from .strategies import build_strategy
 
@@ -269,6 +269,7 @@ def _setup(cfg: RunConfig, run_dir: Path, log_file: Any, resume: bool, quiet: bo
         forgetting_metrics(stream=True),  # Avalanche's, logged; metrics.json has the matrix-based ones
         bwt_metrics(stream=True),
         MatrixSummary(stream.n_experiences),
+        *([PrequentialAccuracy(sc.prequential_window, sc.anytime_every or 1000)] if sc.online else []),
         *ours,
         loggers=[TextLogger(log_file)],
     )
@@ -335,6 +336,9 @@ def _train(
                 progress["anytime"] = list(metric.curve)
             if isinstance(metric, BlockActivity) and metric.history:
                 progress["activity"] = list(metric.history)
+            if isinstance(metric, PrequentialAccuracy):
+                progress["prequential"] = {"window": metric.window, "cumulative": metric.result(),
+                                           "last_window": metric.window_accuracy(), "curve": list(metric.curve)}
         _write_csv(run_dir / "metrics.csv", progress["rows"], progress["train_time_s"])  # whole, so a retried experience never repeats
         strategy.ffcl_progress = progress
         _checkpoint(strategy, run_dir / CHECKPOINT)
@@ -365,6 +369,7 @@ def _train(
         **({"kept_bytes": strategy.model.kept_bytes()} if hasattr(strategy.model, "kept_bytes") else {}),
         **({"anytime": progress["anytime"]} if "anytime" in progress else {}),
         **({"activity": progress["activity"]} if "activity" in progress else {}),
+        **({"prequential": progress["prequential"]} if "prequential" in progress else {}),
         "machine": machine_info(),
     }
     _write_json(run_dir / "metrics.json", metrics)

@@ -3,8 +3,8 @@
 ``ffcl report RUN_DIR [RUN_DIR...]`` writes ``report.md`` with a table and these plots:
 the accuracy-matrix heat map of each run, the accuracy on each experience over time, the average
 accuracy on the experiences seen so far for all runs on one chart, the anytime accuracy during
-training (runs with ``anytime_every``) for all runs on one chart, and the neurons each class
-owns for learners with neuron allocation.
+training (runs with ``anytime_every``) for all runs on one chart, the prequential (test-then-train)
+accuracy of online runs, and the neurons each class owns for learners with neuron allocation.
 """
 
 from __future__ import annotations
@@ -36,6 +36,9 @@ def format_summary(m: dict[str, Any]) -> str:
         ("BWT (%)", _pct(m["bwt"])),
         ("forward transfer (%)", _pct(m.get("forward_transfer"))),
         ("plasticity (%)", _pct(m.get("plasticity"))),
+        *([("prequential accuracy (%)", _pct(m["prequential"]["cumulative"])),
+           (f"  last {m['prequential']['window']} samples (%)", _pct(m["prequential"]["last_window"]))]
+          if m.get("prequential") else []),
         ("train time (s)", f"{m['train_time_s']:6.1f}"),
         ("wall time (s)", f"{m['wall_time_s']:6.1f}"),
         ("peak memory (MiB)", f"{m['peak_memory_mb']:6.0f}"),
@@ -124,6 +127,26 @@ def write_report(run_dirs: list[Path], out: Path) -> Path:
         lines += ["Anytime accuracy: the accuracy on the test data of the experiences seen so far, measured "
                   "during training (dotted lines: experience boundaries).", "",
                   "![anytime accuracy](anytime_accuracy.png)", ""]
+
+    prequential = [(d, m) for d, m in runs if m.get("prequential")]
+    if prequential:
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for _, m in prequential:
+            curve = m["prequential"]["curve"]
+            line, = ax.plot([p["samples"] for p in curve], [100 * p["window"] for p in curve], label=_label(m), lw=1.2)
+            ax.plot([p["samples"] for p in curve], [100 * p["cumulative"] for p in curve], color=line.get_color(), lw=0.8, ls="--")
+        ax.set(xlabel="training samples seen", ylabel="prequential accuracy (%)", ylim=(0, 100),
+               title=f"test-then-train accuracy (solid: last {prequential[0][1]['prequential']['window']} samples; dashed: cumulative)")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(out / "prequential_accuracy.png", dpi=110)
+        plt.close(fig)
+        lines += ["Prequential accuracy: each arriving minibatch predicted before the learner trains on it "
+                  "(no test set), over a sliding window and cumulatively.", "",
+                  "| run | cumulative (%) | last window (%) |", "|---|---|---|"]
+        lines += [f"| {d.name} | {_pct(m['prequential']['cumulative']).strip()} | {_pct(m['prequential']['last_window']).strip()} |"
+                  for d, m in prequential]
+        lines += ["", "![prequential accuracy](prequential_accuracy.png)", ""]
 
     for i, (d, m) in enumerate(runs):
         a = m["accuracy_matrix"]

@@ -2,9 +2,9 @@
 
 In training, ``forward`` runs the network on each image with its true label and K negative labels
 stacked into the batch, and ``criterion`` is the sum of the blocks' local losses. What ``forward``
-returns is the class scores of the minibatch before the update (one no-grad pass over the seen
-classes, also what hardest negatives are drawn from), so Avalanche's training accuracy is the real
-accuracy over the seen classes. Because each
+returns is the class scores of the minibatch before the update over the classes seen before it
+(one no-grad pass, also what hardest negatives are drawn from), so Avalanche's training accuracy,
+and ffcl's prequential accuracy, are the real test-then-train accuracy. Because each
 block's input is detached, one backward of that sum gives exactly the local gradients (design.md):
 FF learning inside Avalanche's ordinary loop, so plugins that act on the loss or the gradients
 (EWC, SI, GEM, A-GEM, replay) compose unchanged. ``update="blockwise"`` instead runs backward
@@ -175,6 +175,7 @@ class FFTemplate(TensorLoaders, SupervisedTemplate):
             return super().forward()
         model: FFNet = self.model
         x, y = self.mb_x, self.mb_y
+        known = model.active.clone()  # the classes seen before this minibatch: the only candidates of its output
         model.activate(y)
         active = model.active_classes()
         classes = model.trainable_classes()  # neuron allocation freezes old classes: no negatives from them
@@ -184,6 +185,7 @@ class FFTemplate(TensorLoaders, SupervisedTemplate):
             seen = model.infer_scores(x, active.expand(len(y), -1))  # training metrics read, and hardest negatives
         output = seen.new_full((len(y), model.max_classes), NEG)
         output[:, active] = seen
+        output[:, ~known] = NEG  # no label of this minibatch may leak into its own predictions (prequential)
         scores = seen[:, torch.searchsorted(active, classes)] if self.negatives == "hardest" else None
         negs = sample_negatives(y, classes, self.n_negatives, self.negatives, scores)
         self._labels = torch.cat([y[:, None], negs], dim=1)

@@ -130,9 +130,10 @@ class GenClassTemplate(TensorLoaders, SupervisedTemplate):
     def forward(self) -> torch.Tensor:
         if not self.is_training:
             return super().forward()
+        with torch.no_grad():  # scored before the loss marks this minibatch's classes as seen (test-then-train)
+            scores = self.model(self.mb_x, samples=1)
         self._vae_loss = self.model.loss(self.mb_x, self.mb_y)
-        with torch.no_grad():
-            return self.model(self.mb_x, samples=1)
+        return scores
 
     def criterion(self) -> torch.Tensor:
         return self._vae_loss if self.is_training else super().criterion()
