@@ -337,7 +337,7 @@ def _train(
             if isinstance(metric, BlockActivity) and metric.history:
                 progress["activity"] = list(metric.history)
             if isinstance(metric, PrequentialAccuracy):
-                progress["prequential"] = {"window": metric.window, "cumulative": metric.result(),
+                progress["prequential"] = {"samples": metric.samples, "window": metric.window, "cumulative": metric.result(),
                                            "last_window": metric.window_accuracy(), "curve": list(metric.curve)}
         _write_csv(run_dir / "metrics.csv", progress["rows"], progress["train_time_s"])  # whole, so a retried experience never repeats
         strategy.ffcl_progress = progress

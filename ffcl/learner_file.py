@@ -19,15 +19,16 @@ with a fresh optimiser and empty plugin state. Resuming one's own run uses the c
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 
 from .config import ConfigError, StrategyConfig, from_dict, to_dict
 from .files import atomic_path
 
-__all__ = ["LEARNER_FILE", "FORMAT", "save_learner", "read_learner", "recipe_of"]
+__all__ = ["LEARNER_FILE", "FORMAT", "save_learner", "read_learner", "learner_record", "load_record", "strategy_from_record", "recipe_of"]
 
 LEARNER_FILE = "learner.pt"
 FORMAT = "ffcl-learner/1"
@@ -42,14 +43,14 @@ def recipe_of(strategy: Any) -> dict[str, Any]:
     return recipe
 
 
-def save_learner(strategy: Any, path: str | Path, class_names: tuple[str, ...] | list[str] | None = None) -> None:
-    """Write ``strategy``'s learner to ``path`` (atomically) in the weights-only format."""
+def learner_record(strategy: Any, class_names: Sequence[str] | None = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What :func:`save_learner` writes: tensors, strings and numbers only."""
     recipe = recipe_of(strategy)
     config = to_dict(recipe["config"])
     for plugin in strategy.plugins:  # capacity resolved at attach time, so a rebuilt learner allocates alike
         if type(plugin).__name__ == "NeuronAllocation" and "allocation" in config["plugins"]:
             config["plugins"]["allocation"] = {**config["plugins"]["allocation"], "max_classes": plugin.max_classes}
-    record = {
+    return {
         "format": FORMAT,
         "strategy": config,
         "input_shape": list(recipe["input_shape"]),
@@ -57,24 +58,35 @@ def save_learner(strategy: Any, path: str | Path, class_names: tuple[str, ...] |
         "class_names": [str(c) for c in class_names] if class_names is not None else None,
         "state": {k: v.detach().cpu() for k, v in strategy.model.state_dict().items()},
         "strategy_state": {k: int(getattr(strategy, k)) for k in STRATEGY_STATE if hasattr(strategy, k)},
+        "extra": extra or {},
     }
+
+
+def save_learner(strategy: Any, path: str | Path, class_names: Sequence[str] | None = None,
+                 extra: dict[str, Any] | None = None) -> None:
+    """Write ``strategy``'s learner to ``path`` (atomically) in the weights-only format; ``extra``
+    (strings, numbers, lists and dicts of them) is stored alongside."""
     with atomic_path(Path(path)) as tmp:
-        torch.save(record, tmp)
+        torch.save(learner_record(strategy, class_names, extra), tmp)
 
 
-def read_learner(path: str | Path, device: str | torch.device = "cpu", **build_kwargs: Any) -> Any:
-    """The strategy saved in ``path`` by :func:`save_learner`, rebuilt by ``build_strategy`` (to
-    which ``build_kwargs`` go: ``evaluator``, ``extra_plugins``, ...). Executes no code from the file."""
+def load_record(source: str | Path | BinaryIO) -> dict[str, Any]:
+    """The record in a learner file (a path or a binary file object), read weights-only."""
+    where = getattr(source, "name", None) or (str(source) if isinstance(source, (str, Path)) else "the learner data")
+    try:
+        record = torch.load(source, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - truncated, not a torch file, or holds objects weights_only refuses
+        raise ConfigError(f"{where} is not an ffcl learner file ({type(e).__name__}); it is damaged or holds more than tensors") from None
+    if not isinstance(record, dict) or record.get("format") != FORMAT:
+        raise ConfigError(f"{where} is not an ffcl learner file (format {FORMAT!r} expected)")
+    return record
+
+
+def strategy_from_record(record: dict[str, Any], device: str | torch.device = "cpu", **build_kwargs: Any) -> Any:
+    """The strategy a learner record describes, rebuilt by ``build_strategy`` with its model state."""
     from .strategies import build_strategy
 
-    path = Path(path)
-    try:
-        record = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - truncated, not a torch file, or holds objects weights_only refuses
-        raise ConfigError(f"{path} is not an ffcl learner file ({type(e).__name__}); it is damaged or holds more than tensors") from None
-    if not isinstance(record, dict) or record.get("format") != FORMAT:
-        raise ConfigError(f"{path} is not an ffcl learner file (format {FORMAT!r} expected)")
-    config = from_dict(StrategyConfig, record["strategy"], f"{path}: strategy")
+    config = from_dict(StrategyConfig, record["strategy"], "learner file: strategy")
     strategy = build_strategy(config, input_shape=tuple(record["input_shape"]), num_classes=record["num_classes"],
                               device=device, **build_kwargs)
     _fit_shapes(strategy.model, record["state"])
@@ -88,6 +100,12 @@ def read_learner(path: str | Path, device: str | torch.device = "cpu", **build_k
             plugin.attach(strategy.model)
     strategy.ffcl_class_names = tuple(record["class_names"]) if record["class_names"] else None
     return strategy
+
+
+def read_learner(path: str | Path | BinaryIO, device: str | torch.device = "cpu", **build_kwargs: Any) -> Any:
+    """The strategy saved in ``path`` by :func:`save_learner`, rebuilt by ``build_strategy`` (to
+    which ``build_kwargs`` go: ``evaluator``, ``extra_plugins``, ...). Executes no code from the file."""
+    return strategy_from_record(load_record(path), device, **build_kwargs)
 
 
 def _fit_shapes(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:

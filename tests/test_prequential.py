@@ -37,9 +37,8 @@ def test_prequential_accuracy_by_hand():
     assert metric.result() == pytest.approx(3 / 6) and metric.window_accuracy() == pytest.approx(2 / 4)
     # the last minibatch: one stream sample followed by two replayed ones, which are never counted
     _step(metric, s, [3, 0, 0], [3, 0, 0])
-    metric.after_training_exp(s)
     assert metric.samples == 7 and metric.result() == pytest.approx(4 / 7) and metric.window_accuracy() == pytest.approx(2 / 4)
-    assert [p["samples"] for p in metric.curve] == [3, 6, 7]
+    assert [p["samples"] for p in metric.curve] == [3, 6]
     # a second epoch over the same data has seen it: nothing is scored
     s.clock.train_exp_epochs = 1
     _step(metric, s, [0, 0, 0], [1, 1, 1])
@@ -57,10 +56,9 @@ def test_prequential_counts_only_the_streams_samples_with_replay(make_config, ru
     from ffcl.data import load_dataset
 
     n_train = len(load_dataset("digits").y_train)
-    assert p["curve"][-1]["samples"] == n_train and p["window"] == 200
-    assert 0 < p["cumulative"] <= 1 and p["cumulative"] == p["curve"][-1]["cumulative"]
     samples = [e["samples"] for e in p["curve"]]
-    assert samples == sorted(set(samples)) and n_train // 100 <= len(samples) <= n_train // 100 + 5  # every 100, and each experience's end
+    assert len(samples) == n_train // 100 and all(100 * (i + 1) <= s < 100 * (i + 1) + 10 for i, s in enumerate(samples))
+    assert p["samples"] == n_train and p["window"] == 200 and 0 < p["cumulative"] <= 1
     log = (run_dir / "log.txt").read_text()
     assert CUMULATIVE in log and WINDOW in log
 

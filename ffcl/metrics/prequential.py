@@ -12,8 +12,8 @@ statistics in larger blocks (``slda``, ``ncm``, ``dc_lda``: 4096 samples, one co
 each) predict each block with the statistics from before it.
 
 It keeps the cumulative accuracy (all samples so far) and the windowed accuracy (the last
-``window`` samples), logs both through Avalanche's loggers every ``every`` samples and at the end
-of each experience, as ``Prequential_Acc/train_phase/cumulative`` and
+``window`` samples), logs both through Avalanche's loggers every ``every`` samples (an
+experience may be a single arriving batch, so experience ends add no points), as ``Prequential_Acc/train_phase/cumulative`` and
 ``Prequential_Acc/train_phase/window``, and keeps the whole curve in :attr:`curve`.
 """
 
@@ -35,8 +35,7 @@ class PrequentialAccuracy(PluginMetric[float]):
     """Test-then-train accuracy of the training stream.
 
     :param window: samples in the windowed accuracy.
-    :param every: samples between two points of :attr:`curve` (and two logged values); one more
-        at the end of each experience.
+    :param every: samples between two points of :attr:`curve` (and two logged values).
 
     ``curve`` holds one dict per point: ``samples`` (stream samples scored so far), ``experience``
     (0-based, the origin experience for online mini-experiences), ``cumulative`` and ``window``.
@@ -87,11 +86,6 @@ class PrequentialAccuracy(PluginMetric[float]):
             return None
         while self._next <= self.samples:
             self._next += self.every
-        return self._record()
-
-    def after_training_exp(self, strategy: Any) -> list[MetricValue] | None:
-        if not self.samples or (self.curve and self.curve[-1]["samples"] == self.samples):
-            return None
         return self._record()
 
     def _record(self) -> list[MetricValue]:
