@@ -17,6 +17,11 @@ pairwise update (the scatter of the batch around its own class means plus the be
 60,000-image experience is a few matrix products, not Avalanche's per-sample Python loop (whose
 covariance update is an online approximation). Kept state: per class a mean (D float64) and a
 count; shared, the D x D scatter.
+
+Scoring needs the covariance factored (O(D^3): about a second for D = 4000 on two cores). A
+stream of small batches would pay that for every batch, so ``refresh_every`` lets the factor be
+reused until that many samples have been merged since it was computed; the class means (and new
+classes) are always current. 0, the default, refactors after every update: exact.
 """
 
 from __future__ import annotations
@@ -38,15 +43,21 @@ class ClassGaussians(nn.Module):
     :param num_classes: classes it can hold (grows with :meth:`grow`).
     :param kind: ``lda`` (shared covariance) or ``ncm`` (identity covariance).
     :param shrinkage: weight ``a`` of the scaled identity in the covariance (LDA only).
+    :param refresh_every: samples merged before the covariance is factored again (0: always).
     """
 
-    def __init__(self, dim: int, num_classes: int, kind: str = "lda", shrinkage: float = 1e-4) -> None:
+    refresh_every: int = 0  # class default: readouts pickled before the option existed still load
+    _solver: tuple[str, torch.Tensor, float] | None = None
+
+    def __init__(self, dim: int, num_classes: int, kind: str = "lda", shrinkage: float = 1e-4, refresh_every: int = 0) -> None:
         super().__init__()
         if kind not in KINDS:
             raise ValueError(f"readout kind must be one of {', '.join(KINDS)}, got '{kind}'")
         if not 0 <= shrinkage <= 1:
             raise ValueError(f"shrinkage must lie in [0, 1], got {shrinkage}")
-        self.kind, self.shrinkage = kind, shrinkage
+        if refresh_every < 0:
+            raise ValueError(f"refresh_every must be >= 0, got {refresh_every}")
+        self.kind, self.shrinkage, self.refresh_every = kind, shrinkage, refresh_every
         self.register_buffer("means", torch.zeros(num_classes, dim, dtype=torch.float64))
         self.register_buffer("counts", torch.zeros(num_classes, dtype=torch.float64))
         self.register_buffer("scatter", torch.zeros(dim, dim, dtype=torch.float64))
@@ -77,16 +88,17 @@ class ClassGaussians(nn.Module):
         """Merge a batch of features f [B, D] with labels y [B] into the statistics (exactly)."""
         if y.numel() and int(y.max()) >= self.num_classes:
             raise ValueError(f"label {int(y.max())} is out of range for a readout of {self.num_classes} classes")
-        f = f.detach()
+        f = f.detach().to(self.means.dtype)
         n_b = torch.bincount(y, minlength=self.num_classes).to(self.means.dtype)
-        sums = torch.zeros_like(self.means).index_add_(0, y, f.to(self.means.dtype))
+        sums = torch.zeros_like(self.means).index_add_(0, y, f)
         seen = n_b > 0
         mean_b = sums[seen] / n_b[seen, None]
-        centred = f - (sums / n_b.clamp(min=1)[:, None])[y].to(f.dtype)  # the batch scatter in the features' precision
         n_a = self.counts[seen]
         delta = mean_b - self.means[seen]
         w = n_a * n_b[seen] / (n_a + n_b[seen])
-        self.scatter += (centred.T @ centred).to(self.scatter.dtype) + (delta * w[:, None]).T @ delta
+        # scatter += centred^T centred + sum_c w_c delta_c delta_c^T, as one rank-(B + C) product in place
+        rows = torch.cat([f - (sums / n_b.clamp(min=1)[:, None])[y], delta * w.sqrt()[:, None]])
+        self.scatter.addmm_(rows.T, rows)
         self.means[seen] += delta * (n_b[seen] / (n_a + n_b[seen]))[:, None]
         self.counts += n_b
         self._cache = None
@@ -102,15 +114,29 @@ class ClassGaussians(nn.Module):
         if self._cache is None:
             mu = self.means
             if self.kind == "lda":
-                cov = self.covariance()
-                if float(torch.trace(cov)) <= 0:  # one sample per class so far: no covariance yet
-                    cov = torch.eye(cov.shape[0], dtype=cov.dtype, device=cov.device)
-                chol, info = torch.linalg.cholesky_ex(cov)
-                w = torch.cholesky_solve(mu.T, chol).T if info == 0 else (torch.linalg.pinv(cov, hermitian=True) @ mu.T).T
+                kind, factor, _ = self._factor()
+                w = torch.cholesky_solve(mu.T, factor).T if kind == "chol" else mu @ factor
             else:
                 w = mu
             self._cache = (w, -0.5 * (w * mu).sum(1))
         return self._cache
+
+    def _factor(self) -> tuple[str, torch.Tensor, float]:
+        """The covariance's Cholesky factor, or its inverse when it is to be reused (pseudo-inverse
+        if singular), kept while fewer than ``refresh_every`` samples have been merged since."""
+        n = float(self.counts.sum())
+        if self._solver is None or not self.refresh_every or n - self._solver[2] >= self.refresh_every:
+            cov = self.covariance()
+            if float(torch.trace(cov)) <= 0:  # one sample per class so far: no covariance yet
+                cov = torch.eye(cov.shape[0], dtype=cov.dtype, device=cov.device)
+            chol, info = torch.linalg.cholesky_ex(cov)
+            if info != 0:
+                self._solver = ("inverse", torch.linalg.pinv(cov, hermitian=True), n)
+            elif self.refresh_every:  # reused: the explicit inverse makes each later solve one matrix product
+                self._solver = ("inverse", torch.cholesky_inverse(chol), n)
+            else:
+                self._solver = ("chol", chol, n)
+        return self._solver
 
     def forward(self, f: torch.Tensor) -> torch.Tensor:
         """Class scores [B, C]; classes with no data yet score ``NEG``."""
@@ -119,5 +145,5 @@ class ClassGaussians(nn.Module):
         return scores.masked_fill(self.counts == 0, NEG)  # float64 products: raw-pixel LDA weights are large
 
     def _load_from_state_dict(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
-        self._cache = None
+        self._cache = self._solver = None
         super()._load_from_state_dict(*args, **kwargs)

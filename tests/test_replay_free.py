@@ -281,3 +281,27 @@ def test_kept_bytes_are_reported(digits, make_config, run_dir):
     metrics = run_experiment(cfg, run_dir, quiet=True)
     # a mean of 50 float64 and a count per class; the covariance and the DC block (+ its projection) shared
     assert metrics["kept_bytes"] == {"per_class": 51 * 8, "shared": 50 * 50 * 8 + (64 * 50 + 50 + 50 * 50) * 4}
+
+
+def test_covariance_refresh_reuses_the_factor_for_that_many_samples():
+    """refresh_every: the covariance is factored again only after that many samples, while the
+    class means (and new classes) are always current; on a refresh the scores are exact again."""
+    from ffcl.readout import ClassGaussians
+
+    g = torch.Generator().manual_seed(0)
+    exact, lazy = ClassGaussians(6, 3), ClassGaussians(6, 3, refresh_every=250)
+    probe = torch.randn(20, 6, generator=g)
+    factored_at = []
+    for step in range(8):
+        x = torch.randn(100, 6, generator=g) * (1 + step)  # the covariance changes as the stream goes on
+        y = torch.randint(0, 2 if step < 5 else 3, (100,), generator=g)
+        exact.update(x, y)
+        lazy.update(x, y)
+        scores = lazy(probe)
+        factored_at.append(lazy._solver[2])
+        assert (scores[:, 2] > -1e8).all() == (step >= 5)  # a new class scores at once
+        if factored_at[-1] == exact.counts.sum():
+            assert torch.allclose(scores, exact(probe), rtol=1e-6, atol=1e-6)
+        else:
+            assert not torch.allclose(scores, exact(probe), rtol=1e-6, atol=1e-6)
+    assert factored_at == [100, 100, 100, 400, 400, 400, 700, 700]

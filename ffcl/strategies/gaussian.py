@@ -149,18 +149,21 @@ class GaussianTemplate(TensorLoaders, SupervisedTemplate):
         super()._after_training_exp(**kwargs)
 
 
-def _readout(ctx: BuildContext, dim: int, kind: str, shrinkage: float) -> ClassGaussians:
+def _readout(ctx: BuildContext, dim: int, kind: str, shrinkage: float, refresh_every: int = 0) -> ClassGaussians:
     if kind not in KINDS:
         raise ConfigError(f"readout must be one of {', '.join(KINDS)}, got '{kind}'")
     if not 0 <= shrinkage <= 1:
         raise ConfigError(f"shrinkage must lie in [0, 1], got {shrinkage}")
-    return ClassGaussians(dim, ctx.num_classes, kind, shrinkage)
+    if refresh_every < 0:
+        raise ConfigError(f"covariance_refresh must be >= 0 (0: refactor the covariance after every update), got {refresh_every}")
+    return ClassGaussians(dim, ctx.num_classes, kind, shrinkage, refresh_every)
 
 
 @register_learner("slda")
-def slda(ctx: BuildContext, shrinkage: float = 1e-4, feature_extractor: str = "") -> GaussianTemplate:
+def slda(ctx: BuildContext, shrinkage: float = 1e-4, feature_extractor: str = "", covariance_refresh: int = 0) -> GaussianTemplate:
     """Streaming LDA on raw pixels, or on the features of a TorchScript module saved at
-    ``feature_extractor`` (``torch.jit.save``; loaded without unpickling)."""
+    ``feature_extractor`` (``torch.jit.save``; loaded without unpickling). ``covariance_refresh``:
+    samples merged before the covariance is factored again (0: after every update; see ffcl.readout)."""
     features: nn.Module = nn.Flatten()
     dim = int(torch.tensor(ctx.input_shape).prod())
     if feature_extractor:
@@ -170,7 +173,7 @@ def slda(ctx: BuildContext, shrinkage: float = 1e-4, feature_extractor: str = ""
             raise ConfigError(f"slda: cannot load feature_extractor '{feature_extractor}' as a TorchScript module ({type(e).__name__}); save it with torch.jit.save") from None
         with torch.no_grad():
             dim = features(torch.zeros(1, *ctx.input_shape, device=ctx.device)).flatten(1).shape[1]
-    model = GaussianClassifier(features, _readout(ctx, dim, "lda", shrinkage))
+    model = GaussianClassifier(features, _readout(ctx, dim, "lda", shrinkage, covariance_refresh))
     return GaussianTemplate(model=model, **ctx.template_kwargs())
 
 
@@ -192,15 +195,17 @@ def dc_lda(
     proj_dim: int = 100,
     standardize_input: bool = False,
     seed: int = 0,
+    covariance_refresh: int = 0,
 ) -> GaussianTemplate:
     """Dimensionality-compression FF blocks (``hidden`` wide), trained during the first
-    ``feature_experiences`` experiences and then frozen, under a streaming Gaussian ``readout``."""
+    ``feature_experiences`` experiences and then frozen, under a streaming Gaussian ``readout``
+    (``covariance_refresh`` as for ``slda``)."""
     hidden = ctx.blocks()
     try:
         net = DCNet(ctx.input_shape, hidden, DimensionalityCompression(), copies=copies, dropout=dropout,
                     proj_dim=proj_dim, standardize_input=standardize_input, seed=seed)
     except ValueError as e:
         raise ConfigError(f"dc_lda: {e}") from None
-    model = GaussianClassifier(net, _readout(ctx, net.feature_size, readout, shrinkage))
+    model = GaussianClassifier(net, _readout(ctx, net.feature_size, readout, shrinkage, covariance_refresh))
     optimizer = ctx.optimizer(net.parameters()) if feature_experiences else None
     return GaussianTemplate(model=model, optimizer=optimizer, feature_experiences=feature_experiences, **ctx.template_kwargs())
