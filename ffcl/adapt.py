@@ -37,7 +37,7 @@ from .data import DataError, TensorData, load_dataset, make_stream
 from .experiment import (
     CHECKPOINT,
     RunError,
-    _checkpoint,
+    write_checkpoint,
     _write_json,
     build_stream,
     load_learner,
@@ -179,7 +179,7 @@ such as a replay buffer start afresh) instead of its checkpoint. Returns the con
             row = accuracy_row(strategy.eval(test_stream), len(tests))
             progress["rows"].append(row)
             strategy.ffcl_adapt = progress
-            _checkpoint(strategy, out / CHECKPOINT)
+            write_checkpoint(strategy, out / CHECKPOINT)
             save_learner(strategy, out / LEARNER_FILE, new_data.class_names)
             say(f"[new exp {i + 1}/{new_stream.n_experiences}] classes {new_stream.classes_per_experience[i]} | "
                 f"old {_mean(row[:n_old]):.3f} | new {_mean(row[n_old:]):.3f}")

@@ -56,7 +56,7 @@ from .metrics import AnytimeAccuracy, BlockActivity, MatrixSummary, PrequentialA
 from .progress import ProgressPlugin
 from .strategies import build_strategy
 
-__all__ = ["RunError", "run_experiment", "resolve_device", "load_run_config", "load_learner"]
+__all__ = ["RunError", "run_experiment", "resolve_device", "load_run_config", "load_learner", "write_checkpoint"]
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -341,7 +341,7 @@ def _train(
                                            "last_window": metric.window_accuracy(), "curve": list(metric.curve)}
         _write_csv(run_dir / "metrics.csv", progress["rows"], progress["train_time_s"])  # whole, so a retried experience never repeats
         strategy.ffcl_progress = progress
-        _checkpoint(strategy, run_dir / CHECKPOINT)
+        write_checkpoint(strategy, run_dir / CHECKPOINT)
         save_learner(strategy, run_dir / LEARNER_FILE, data.class_names)
         seen = sum(row[: i + 1]) / (i + 1) if not joint else sum(row) / n_exp
         say(
@@ -395,13 +395,17 @@ def write_benchmark(path: Path, **fields: Any) -> None:
     print(f"wrote {path}")
 
 
-def _checkpoint(strategy: Any, path: Path) -> None:
-    """Avalanche's whole-strategy checkpoint, written atomically.
+def write_checkpoint(strategy: Any, path: str | Path) -> None:
+    """Avalanche's whole-strategy checkpoint (``save_checkpoint``), written atomically and recorded
+    as trusted on this machine (ffcl.trust); restore it with Avalanche's ``maybe_load_checkpoint``
+    or :func:`load_learner`. Use it instead of calling ``save_checkpoint`` directly from a script:
 
-    dill must pickle classes by reference here: ``torch.optim.adam`` names both a module and a
-    function, so dill cannot locate ``torch.optim.adam.Adam`` and would try (and fail) to pickle
-    the optimiser class by value.
+    dill must pickle classes by reference here. With the dill and typing_extensions installed here,
+    Avalanche's ``save_checkpoint`` of any strategy with an optimiser (Naive with SGD included)
+    fails with "Can't pickle sentinel" otherwise, and ``torch.optim.adam`` names both a module and a
+    function, so dill cannot locate ``torch.optim.adam.Adam`` by value either.
     """
+    path = Path(path)
     byref = dill.settings["byref"]
     dill.settings["byref"] = True
     try:

@@ -8,6 +8,7 @@ import torch
 from avalanche.benchmarks import nc_benchmark
 from avalanche.benchmarks.scenarios.online import split_online_stream
 from avalanche.evaluation.metrics import accuracy_metrics
+from avalanche.logging import BaseLogger
 from avalanche.training.plugins import EvaluationPlugin
 from torch.utils.data import TensorDataset
 
@@ -194,3 +195,66 @@ def test_training_phase_accuracy_is_the_real_accuracy(digits, recipe, update):
     train_acc = next(v for k, v in last.items() if k.startswith("Top1_Acc_Epoch/train_phase"))
     assert min(check.agree) == 1.0
     assert train_acc == pytest.approx(check.correct / check.seen)  # the goodness over [true, negatives] gave 0.0-0.47
+
+
+class Captured(BaseLogger):
+    """A user's own Avalanche logger: the last value of every metric."""
+
+    def __init__(self):
+        super().__init__()
+        self.values = {}
+
+    def log_single_metric(self, name, value, x_plot):
+        self.values[name] = value
+
+
+@pytest.mark.parametrize("recipe", ["sffa", "replay_free", "replay"])
+def test_an_avalanche_users_script_end_to_end(digits, tmp_path, recipe):
+    """The issue-14 scenario in one script: an Avalanche-built class-incremental stream with a
+    non-natural class order, cut into online mini-experiences; the user's own EvaluationPlugin
+    with Avalanche metrics and loggers (a TextLogger and their own logger); Avalanche's
+    checkpointing half-way, restored into a fresh strategy (as a new process would). Every logged
+    accuracy equals the one computed directly from the model."""
+    from avalanche.benchmarks.scenarios.supervised import class_incremental_benchmark
+    from avalanche.checkpointing import maybe_load_checkpoint
+    from avalanche.evaluation.metrics import forgetting_metrics
+    from avalanche.logging import TextLogger
+
+    from ffcl.experiment import write_checkpoint
+
+    bench = class_incremental_benchmark(
+        {"train": TensorDataset(digits.x_train, digits.y_train), "test": TensorDataset(digits.x_test, digits.y_test)},
+        class_order=[6, 2, 9, 0, 4, 1, 8, 3, 7, 5], num_experiences=5,
+    )
+
+    def fresh(log):
+        captured = Captured()
+        cfg = load_strategy(recipe)
+        cfg.hidden, cfg.epochs, cfg.batch_size = ([64, 64] if recipe == "sffa" else [64]), 1, 10  # online: one pass, batches of 10
+        evaluator = EvaluationPlugin(accuracy_metrics(experience=True, stream=True), forgetting_metrics(experience=True),
+                                     loggers=[TextLogger(log), captured])
+        return build_strategy(cfg, input_shape=(1, 8, 8), num_classes=10, evaluator=evaluator), captured
+
+    torch.manual_seed(0)
+    with open(tmp_path / "log.txt", "w") as log:
+        strategy, captured = fresh(log)
+        for i, exp in enumerate(bench.train_stream):
+            if i == 2:  # checkpoint, then continue in a strategy restored from it
+                write_checkpoint(strategy, tmp_path / "ckpt.pkl")  # Avalanche's save_checkpoint, with dill set to work
+                blank, _ = fresh(log)
+                strategy, start = maybe_load_checkpoint(blank, str(tmp_path / "ckpt.pkl"))
+                captured = next(lg for lg in strategy.evaluator.loggers if isinstance(lg, Captured))  # restored with it
+                assert start == strategy.clock.train_exp_counter > 0  # the mini-experiences trained before it
+            for sub in split_online_stream([exp], experience_size=100, shuffle=True, seed=i, access_task_boundaries=True):
+                strategy.train(sub)
+            strategy.eval(bench.test_stream[: i + 1])
+    row = _direct_row(strategy, bench.test_stream)
+    for j, acc in enumerate(row):
+        assert captured.values[f"Top1_Acc_Exp/eval_phase/test_stream/Exp{j:03d}"] == pytest.approx(acc)
+    with torch.no_grad():
+        pooled = (strategy.model(digits.x_test).argmax(1) == digits.y_test).float().mean().item()
+    assert captured.values["Top1_Acc_Stream/eval_phase/test_stream"] == pytest.approx(pooled)
+    strategy.evaluator.loggers[0].file.flush()  # the restored TextLogger reopened log.txt for appending
+    assert f"Top1_Acc_Exp/eval_phase/test_stream/Exp004 = {row[4]:.4f}" in (tmp_path / "log.txt").read_text()
+    # it learnt: sffa forgets without replay (about 13% here), replay keeps some (about 46%), replay_free forgets nothing
+    assert sum(row) / 5 > {"sffa": 0.1, "replay": 0.3, "replay_free": 0.8}[recipe]

@@ -362,7 +362,7 @@ def test_a_failed_checkpoint_save_neither_repeats_csv_rows_nor_loses_the_log(mak
     import ffcl.experiment as experiment
 
     cfg = make_config("split_digits", "naive", ["scenario.n_experiences=3", "scenario.epochs=1"])
-    real, calls = experiment._checkpoint, []
+    real, calls = experiment.write_checkpoint, []
 
     def failing(strategy, path):
         calls.append(path)
@@ -371,10 +371,10 @@ def test_a_failed_checkpoint_save_neither_repeats_csv_rows_nor_loses_the_log(mak
             raise OSError(28, "No space left on device")
         real(strategy, path)
 
-    monkeypatch.setattr(experiment, "_checkpoint", failing)
+    monkeypatch.setattr(experiment, "write_checkpoint", failing)
     with pytest.raises(OSError):
         run_experiment(cfg, run_dir, quiet=True)
-    monkeypatch.setattr(experiment, "_checkpoint", real)
+    monkeypatch.setattr(experiment, "write_checkpoint", real)
     run_experiment(None, run_dir, resume=True, quiet=True)
     lines = (run_dir / "metrics.csv").read_text().splitlines()
     pairs = [tuple(line.split(",")[:2]) for line in lines[1:]]

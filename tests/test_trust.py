@@ -15,7 +15,7 @@ def _interrupted_run(make_config, path, monkeypatch):
     import ffcl.experiment as experiment
 
     cfg = make_config("split_digits", "naive", ["scenario.n_experiences=2", "scenario.epochs=1"])
-    real = experiment._checkpoint
+    real = experiment.write_checkpoint
     calls = []
 
     def stop_after_first(strategy, p):
@@ -23,10 +23,10 @@ def _interrupted_run(make_config, path, monkeypatch):
         calls.append(p)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(experiment, "_checkpoint", stop_after_first)
+    monkeypatch.setattr(experiment, "write_checkpoint", stop_after_first)
     with pytest.raises(KeyboardInterrupt):
         run_experiment(cfg, path, quiet=True)
-    monkeypatch.setattr(experiment, "_checkpoint", real)
+    monkeypatch.setattr(experiment, "write_checkpoint", real)
     return path
 
 
