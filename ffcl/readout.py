@@ -19,9 +19,12 @@ covariance update is an online approximation). Kept state: per class a mean (D f
 count; shared, the D x D scatter.
 
 Scoring needs the covariance factored (O(D^3): about a second for D = 4000 on two cores). A
-stream of small batches would pay that for every batch, so ``refresh_every`` lets the factor be
-reused until that many samples have been merged since it was computed; the class means (and new
-classes) are always current. 0, the default, refactors after every update: exact.
+stream of small batches scored as it is learnt (the training output, prequential accuracy) would
+pay that for every batch, so while ``reuse_factor`` is set (by the template, during a statistics
+pass) and ``refresh_every`` > 0, the factor is reused until ``min(refresh_every, n0)`` samples have
+been merged since it was computed from n0 samples (so it is refreshed often while the statistics
+are young); the class means, and new classes, are always current. Otherwise, and always outside
+a statistics pass, scores use the covariance of all samples merged so far: exact.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ class ClassGaussians(nn.Module):
     """
 
     refresh_every: int = 0  # class default: readouts pickled before the option existed still load
+    reuse_factor: bool = False  # set while a statistics pass scores the batches it merges
     _solver: tuple[str, torch.Tensor, float] | None = None
 
     def __init__(self, dim: int, num_classes: int, kind: str = "lda", shrinkage: float = 1e-4, refresh_every: int = 0) -> None:
@@ -111,6 +115,9 @@ class ClassGaussians(nn.Module):
         return (1 - a) * s + a * (torch.trace(s) / d) * torch.eye(d, dtype=s.dtype, device=s.device)
 
     def _weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._cache is not None and self._solver is not None and not self.reuse_factor \
+                and self._solver[2] != float(self.counts.sum()):
+            self._cache = None  # computed with a reused factor: now exact
         if self._cache is None:
             mu = self.means
             if self.kind == "lda":
@@ -123,9 +130,11 @@ class ClassGaussians(nn.Module):
 
     def _factor(self) -> tuple[str, torch.Tensor, float]:
         """The covariance's Cholesky factor, or its inverse when it is to be reused (pseudo-inverse
-        if singular), kept while fewer than ``refresh_every`` samples have been merged since."""
+        if singular), recomputed as the module docstring says."""
         n = float(self.counts.sum())
-        if self._solver is None or not self.refresh_every or n - self._solver[2] >= self.refresh_every:
+        n0 = self._solver[2] if self._solver is not None else None
+        lazy = self.reuse_factor and self.refresh_every and n0
+        if n0 is None or (n - n0 >= min(self.refresh_every, n0) if lazy else n != n0):
             cov = self.covariance()
             if float(torch.trace(cov)) <= 0:  # one sample per class so far: no covariance yet
                 cov = torch.eye(cov.shape[0], dtype=cov.dtype, device=cov.device)

@@ -284,12 +284,14 @@ def test_kept_bytes_are_reported(digits, make_config, run_dir):
 
 
 def test_covariance_refresh_reuses_the_factor_for_that_many_samples():
-    """refresh_every: the covariance is factored again only after that many samples, while the
-    class means (and new classes) are always current; on a refresh the scores are exact again."""
+    """refresh_every: during a statistics pass the covariance is factored again only after
+    min(refresh_every, n0) more samples (n0: the samples it was factored from), while the class
+    means (and new classes) are always current; on a refresh, and outside the pass, scores are exact."""
     from ffcl.readout import ClassGaussians
 
     g = torch.Generator().manual_seed(0)
     exact, lazy = ClassGaussians(6, 3), ClassGaussians(6, 3, refresh_every=250)
+    lazy.reuse_factor = True
     probe = torch.randn(20, 6, generator=g)
     factored_at = []
     for step in range(8):
@@ -304,4 +306,6 @@ def test_covariance_refresh_reuses_the_factor_for_that_many_samples():
             assert torch.allclose(scores, exact(probe), rtol=1e-6, atol=1e-6)
         else:
             assert not torch.allclose(scores, exact(probe), rtol=1e-6, atol=1e-6)
-    assert factored_at == [100, 100, 100, 400, 400, 400, 700, 700]
+    assert factored_at == [100, 200, 200, 400, 400, 400, 700, 700]
+    lazy.reuse_factor = False  # outside a statistics pass: exact
+    assert torch.allclose(lazy(probe), exact(probe), rtol=1e-6, atol=1e-6)

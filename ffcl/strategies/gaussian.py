@@ -88,8 +88,11 @@ class GaussianTemplate(TensorLoaders, SupervisedTemplate):
 
     def make_train_dataloader(self, shuffle: bool = True, drop_last: bool = False, **kwargs: Any) -> None:
         super().make_train_dataloader(shuffle=shuffle, drop_last=drop_last, **kwargs)
-        if not self.training_features:  # statistics only: the batch size does not change them, and each
-            self.dataloader.batch_size = max(self.train_mb_size, self.STATS_BATCH)  # batch is scored (one solve)
+        # statistics only: the batch size does not change them, but each batch is scored first (one
+        # covariance solve each), so take large batches, unless the readout reuses its factor
+        # (covariance_refresh): then every minibatch is predicted with the statistics of all before it
+        if not self.training_features and not self.model.readout.refresh_every:
+            self.dataloader.batch_size = max(self.train_mb_size, self.STATS_BATCH)
 
     def make_optimizer(self, **kwargs: Any) -> None:
         if self.optimizer is not None:
@@ -106,16 +109,20 @@ class GaussianTemplate(TensorLoaders, SupervisedTemplate):
             return super().training_epoch(**kwargs)
         if self.clock.train_exp_epochs:  # statistics: one pass per experience
             return
-        for self.mbatch in self.dataloader:  # Avalanche's loop without backward and update
-            if self._stop_training:
-                break
-            self._unpack_minibatch()
-            self._before_training_iteration(**kwargs)
-            self._before_forward(**kwargs)
-            self.mb_output = self.forward()
-            self._after_forward(**kwargs)
-            self.loss = self.criterion()
-            self._after_training_iteration(**kwargs)
+        self.model.readout.reuse_factor = True  # scoring each batch may reuse the covariance factor (covariance_refresh)
+        try:
+            for self.mbatch in self.dataloader:  # Avalanche's loop without backward and update
+                if self._stop_training:
+                    break
+                self._unpack_minibatch()
+                self._before_training_iteration(**kwargs)
+                self._before_forward(**kwargs)
+                self.mb_output = self.forward()
+                self._after_forward(**kwargs)
+                self.loss = self.criterion()
+                self._after_training_iteration(**kwargs)
+        finally:
+            self.model.readout.reuse_factor = False
 
     def forward(self) -> torch.Tensor:
         if not self.is_training:
