@@ -75,6 +75,17 @@ def _label(m: dict[str, Any]) -> str:
     return f"{m['strategy']} (seed {m['seed']})"
 
 
+def _save(fig: Any, ax: Any, path: Path, **axes: Any) -> None:
+    """Label a one-panel chart, give it a legend, write it as a PNG and free it."""
+    import matplotlib.pyplot as plt
+
+    ax.set(**axes)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def write_report(run_dirs: list[Path], out: Path) -> Path:
     """Write ``report.md`` and its PNG plots into ``out``; return the report's path."""
     import matplotlib
@@ -100,12 +111,8 @@ def write_report(run_dirs: list[Path], out: Path) -> Path:
     for _, m in runs:
         avg = _seen_average(m["accuracy_matrix"])
         ax.plot(range(1, len(avg) + 1), [100 * a for a in avg], marker="o", label=_label(m))
-    ax.set(xlabel="experiences trained", ylabel="average accuracy on seen experiences (%)", ylim=(0, 100))
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "average_accuracy.png", dpi=110)
-    plt.close(fig)
+    _save(fig, ax, out / "average_accuracy.png", xlabel="experiences trained", ylabel="average accuracy on seen experiences (%)", ylim=(0, 100))
     lines += ["![average accuracy over experiences](average_accuracy.png)", ""]
 
     anytime = [(d, m) for d, m in runs if m.get("anytime")]
@@ -118,12 +125,8 @@ def write_report(run_dirs: list[Path], out: Path) -> Path:
         for a, b in zip(first, first[1:]):  # experience boundaries of the first run
             if b["experience"] != a["experience"]:
                 ax.axvline(a["samples"], color="0.8", ls=":", lw=1)
-        ax.set(xlabel="training samples seen", ylabel="accuracy on the experiences seen so far (%)", ylim=(0, 100),
-               title="anytime accuracy")
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(out / "anytime_accuracy.png", dpi=110)
-        plt.close(fig)
+        _save(fig, ax, out / "anytime_accuracy.png", xlabel="training samples seen",
+              ylabel="accuracy on the experiences seen so far (%)", ylim=(0, 100), title="anytime accuracy")
         lines += ["Anytime accuracy: the accuracy on the test data of the experiences seen so far, measured "
                   "during training (dotted lines: experience boundaries).", "",
                   "![anytime accuracy](anytime_accuracy.png)", ""]
@@ -135,12 +138,8 @@ def write_report(run_dirs: list[Path], out: Path) -> Path:
             curve = m["prequential"]["curve"]
             line, = ax.plot([p["samples"] for p in curve], [100 * p["window"] for p in curve], label=_label(m), lw=1.2)
             ax.plot([p["samples"] for p in curve], [100 * p["cumulative"] for p in curve], color=line.get_color(), lw=0.8, ls="--")
-        ax.set(xlabel="training samples seen", ylabel="prequential accuracy (%)", ylim=(0, 100),
-               title=f"test-then-train accuracy (solid: last {prequential[0][1]['prequential']['window']} samples; dashed: cumulative)")
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(out / "prequential_accuracy.png", dpi=110)
-        plt.close(fig)
+        _save(fig, ax, out / "prequential_accuracy.png", xlabel="training samples seen", ylabel="prequential accuracy (%)",
+              ylim=(0, 100), title=f"test-then-train accuracy (solid: last {prequential[0][1]['prequential']['window']} samples; dashed: cumulative)")
         lines += ["Prequential accuracy: each arriving minibatch predicted before the learner trains on it "
                   "(no test set), over a sliding window and cumulatively.", "",
                   "| run | cumulative (%) | last window (%) |", "|---|---|---|"]
@@ -175,11 +174,7 @@ def write_report(run_dirs: list[Path], out: Path) -> Path:
                 classes = sorted(block["neurons_per_class"], key=int)
                 ax.bar([int(c) + b * width for c in classes], [block["neurons_per_class"][c] for c in classes],
                        width=width, label=f"block {b} ({block['free_neurons']} free)")
-            ax.set(title="neurons owned per class (each half)", xlabel="class", ylabel="neurons")
-            ax.legend(fontsize=8)
-            fig.tight_layout()
-            fig.savefig(out / f"{stem}-neurons.png", dpi=110)
-            plt.close(fig)
+            _save(fig, ax, out / f"{stem}-neurons.png", title="neurons owned per class (each half)", xlabel="class", ylabel="neurons")
             lines += [f"![neurons per class]({stem}-neurons.png)", ""]
     path = out / "report.md"
     path.write_text("\n".join(lines))
