@@ -216,10 +216,10 @@ class StreamLearner(ClassifierMixin, BaseEstimator):
 
     def _encode(self, y: np.ndarray) -> torch.Tensor:
         """Labels as indices into ``classes_``; unseen labels join it, and the network grows."""
-        new = np.setdiff1d(np.unique(y), self.classes_)
-        if len(new):
-            self.classes_ = np.concatenate([self.classes_, new.astype(self.classes_.dtype, copy=False)]) \
-                if np.can_cast(new.dtype, self.classes_.dtype) else np.concatenate([self.classes_.astype(object), new])
+        known = set(self.classes_.tolist())
+        new = [c for c in np.unique(y).tolist() if c not in known]
+        if new:
+            self.classes_ = np.asarray(self.classes_.tolist() + new)
             model = self.strategy_.model
             if len(self.classes_) > getattr(model, "max_classes", len(self.classes_)):
                 model.grow(len(self.classes_))
