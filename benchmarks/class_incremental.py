@@ -14,7 +14,7 @@ import argparse
 import time
 from pathlib import Path
 
-from ffcl.compare import format_markdown, run_grid, summarize_runs, write_comparison
+from ffcl.compare import format_markdown, grid_cells, run_grid, summarize_runs, write_comparison
 from ffcl.experiment import write_benchmark
 
 GRID = "ncm,slda,genclass,replay_free,naive,ewc,si,lwf,replay,gem,agem,gdumb,joint,ff,sffa,sffa_alloc,sffa_replay"  # the replay-free anchors first: they stay in every table
@@ -33,9 +33,9 @@ def main() -> None:
     for scenario in args.scenarios.split(","):
         out = args.out / scenario
         t = time.perf_counter()
-        dirs = run_grid(scenario, args.strategies.split(","), seeds, out, device="cpu")
-        rows = summarize_runs(dirs)
-        write_comparison(rows, out)
+        dirs, failed = run_grid(scenario, grid_cells(args.strategies.split(","), seeds), out, device="cpu")
+        rows = summarize_runs([d for d in dirs if d not in failed])
+        write_comparison(rows, out, failed, scenario=scenario)
         print(f"## {scenario} ({time.perf_counter() - t:.0f} s)\n\n{format_markdown(rows)}\n", flush=True)
         everything += rows
     write_benchmark(args.out / "class_incremental.json", seeds=seeds, rows=everything)

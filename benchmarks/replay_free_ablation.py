@@ -15,7 +15,7 @@ import argparse
 import time
 from pathlib import Path
 
-from ffcl.compare import COLUMNS, format_markdown, run_grid, summarize_runs
+from ffcl.compare import COLUMNS, format_markdown, grid_cells, run_grid, summarize_runs
 from ffcl.experiment import write_benchmark
 
 RF = "strategy.learner_args"
@@ -49,7 +49,10 @@ def main() -> None:
         t = time.perf_counter()
         scenario_rows = []
         for name in args.variants.split(","):
-            dirs = run_grid(scenario, ["replay_free"], seeds, args.out / scenario / name, overrides=VARIANTS[name], device="cpu")
+            dirs, failed = run_grid(scenario, grid_cells(["replay_free"], seeds), args.out / scenario / name,
+                                    overrides=VARIANTS[name], device="cpu")
+            if failed:
+                raise SystemExit(f"{name}: runs failed: {failed}")
             (row,) = summarize_runs(dirs)
             scenario_rows.append({**row, "strategy": name, "overrides": VARIANTS[name]})
         text.append(f"## {scenario} ({time.perf_counter() - t:.0f} s)\n\n{format_markdown(scenario_rows)}\n")

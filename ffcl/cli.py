@@ -62,6 +62,10 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--out", type=Path, help="grid directory (default: runs/compare-<scenario>-<time>); "
                    "rerunning with the same --out reuses finished runs and resumes interrupted ones")
     c.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    c.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
+                   help="sweep a setting, e.g. --grid strategy.lr=1e-3,3e-3 (several --grid: every combination)")
+    c.add_argument("--workers", type=int, default=1,
+                   help="runs at a time, each on its share of the CPU cores (default 1)")
 
     rp = sub.add_parser("report", help="Markdown report with plots of finished runs")
     rp.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR")
@@ -140,7 +144,8 @@ def _adapt(args: argparse.Namespace) -> None:
 
 
 def _compare(args: argparse.Namespace) -> None:
-    from .compare import format_markdown, run_grid, summarize_runs, write_comparison
+    from .compare import format_failures, format_markdown, grid_cells, run_grid, summarize_runs, write_comparison
+    from .experiment import RunError
     from .report import write_report
 
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
@@ -158,12 +163,16 @@ def _compare(args: argparse.Namespace) -> None:
     for name in strategies:
         load_strategy(name)
     out = args.out or Path("runs") / f"compare-{Path(args.scenario).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
-    dirs = run_grid(args.scenario, strategies, seeds, out, overrides=args.overrides, device=args.device)
-    rows = summarize_runs(dirs)
-    write_comparison(rows, out)
-    report = write_report(dirs, out / "report")
+    cells = grid_cells(strategies, seeds, args.grid)
+    dirs, failed = run_grid(args.scenario, cells, out, overrides=args.overrides, device=args.device, workers=args.workers)
+    done = [d for d in dirs if d not in failed]
+    rows = summarize_runs(done, {out / c.dirname: c.label for c in cells})
+    write_comparison(rows, out, failed, scenario=Path(args.scenario).stem)
     print(format_markdown(rows))
-    print(f"comparison: {out / 'comparison.md'}; plots: {report}")
+    if done:
+        print(f"comparison: {out / 'comparison.md'}; plots: {write_report(done, out / 'report')}")
+    if failed:
+        raise RunError(f"{len(failed)} of {len(dirs)} runs failed (listed in {out / 'comparison.md'}):\n{format_failures(failed)}")
 
 
 def _report(args: argparse.Namespace) -> None:

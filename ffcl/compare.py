@@ -1,25 +1,35 @@
-"""``ffcl compare``: a grid of runs (strategies x seeds) on one scenario, summarised side by side.
+"""``ffcl compare``: a grid of runs (strategies x settings x seeds) on one scenario, side by side.
 
 Each run is an ordinary run directory made by ``ffcl run`` in its own process (so its peak memory
-is its own). A grid directory is resumable: finished runs are reused, interrupted ones resumed.
-The summary (mean ± std over seeds) is printed and written as ``comparison.md`` and
-``comparison.csv``.
+is its own), ``workers`` processes at a time, each pinned to its share of the CPU cores with as
+many intra-op threads (so parallel runs do not fight over threads). ``--grid key=v1,v2`` adds
+settings to sweep; each combination is a row of its own. A grid directory is resumable: finished
+runs are reused, interrupted ones resumed; a run that fails is listed under the table with the
+last line it printed, and the others still run. The summary (mean ± std over seeds) is printed
+and written as ``comparison.md`` and ``comparison.csv``.
 """
 
 from __future__ import annotations
 
 import csv
+import itertools
+import os
+import queue
+import re
 import statistics
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .config import ConfigError
 from .experiment import RunError
 from .report import load_metrics
 
-__all__ = ["run_grid", "summarize_runs", "format_markdown", "write_comparison", "COLUMNS"]
+__all__ = ["Cell", "grid_cells", "run_grid", "summarize_runs", "format_markdown", "format_failures", "write_comparison", "COLUMNS"]
 
 # (metrics.json key, column title, scale)
 COLUMNS = [
@@ -32,40 +42,103 @@ COLUMNS = [
 ]
 
 
+@dataclass(frozen=True)
+class Cell:
+    """One run of a grid: a strategy recipe, a seed and the grid's settings for it."""
+
+    strategy: str
+    seed: int
+    settings: tuple[str, ...] = ()
+
+    @property
+    def label(self) -> str:
+        """The row of the comparison this run belongs to: the recipe and its settings."""
+        return Path(self.strategy).stem + (f" [{', '.join(self.settings)}]" if self.settings else "")
+
+    @property
+    def dirname(self) -> str:
+        short = (key.rsplit(".", 1)[-1] + "=" + value for key, _, value in (s.partition("=") for s in self.settings))
+        tag = "_".join(re.sub(r"[^A-Za-z0-9.=+-]", "_", s) for s in short)
+        return f"{Path(self.strategy).stem}{'-' + tag if tag else ''}-seed{self.seed}"
+
+
+def grid_cells(strategies: Sequence[str], seeds: Sequence[int], grid: Sequence[str] = ()) -> list[Cell]:
+    """Every (strategy, setting combination, seed); ``grid`` entries read ``key=v1,v2,...``
+    (``--grid strategy.lr=1e-3,3e-3``), and their combinations are the product of all entries."""
+    axes = []
+    for entry in grid:
+        key, sep, values = entry.partition("=")
+        options = [v.strip() for v in values.split(",") if v.strip()] if sep else []
+        if not key.strip() or not options:
+            raise ConfigError(f"--grid '{entry}': write section.key=value1,value2,..., e.g. strategy.lr=1e-3,3e-3")
+        axes.append([f"{key.strip()}={v}" for v in options])
+    return [Cell(s, seed, combo) for s in strategies for combo in itertools.product(*axes) for seed in seeds]
+
+
 def run_grid(
     scenario: str,
-    strategies: Sequence[str],
-    seeds: Sequence[int],
+    cells: Sequence[Cell],
     out: Path,
     *,
     overrides: Sequence[str] = (),
     device: str = "auto",
+    workers: int = 1,
     echo: Callable[[str], None] = print,
-) -> list[Path]:
-    """Run every (strategy, seed) not finished yet under ``out``; return all run directories."""
+) -> tuple[list[Path], dict[Path, str]]:
+    """Run every cell not finished yet under ``out``, ``workers`` at a time, each process on its
+    own share of the CPU cores. Returns all run directories and, for the runs that failed, the
+    last line their process printed (the other cells still run)."""
+    if workers < 1:
+        raise ConfigError(f"--workers must be >= 1, got {workers}")
     out.mkdir(parents=True, exist_ok=True)
-    dirs = []
-    for strategy in strategies:
-        for seed in seeds:
-            run_dir = out / f"{Path(strategy).stem}-seed{seed}"
-            dirs.append(run_dir)
-            if (run_dir / "metrics.json").exists():
-                echo(f"{run_dir.name}: finished earlier, reused")
-                continue
-            cmd = [sys.executable, "-m", "ffcl.cli", "run", "--quiet"]
-            if (run_dir / "checkpoint.pt").exists():
-                echo(f"{run_dir.name}: resuming")
-                cmd += ["--resume", str(run_dir)]
-            else:
-                if run_dir.exists():  # started, but no experience finished: remove what ffcl wrote there, only that
-                    _clear_unfinished(run_dir)
-                echo(f"{run_dir.name}: running")
-                cmd += ["--scenario", scenario, "--strategy", strategy, "--seed", str(seed),
-                        "--device", device, "--out", str(run_dir)]
-                for o in overrides:
-                    cmd += ["--set", o]
-            subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-    return dirs
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
+    share = max(1, len(cores) // workers)
+    slots: queue.Queue[list[int]] = queue.Queue()
+    for i in range(workers):
+        slots.put(cores[(i * share) % len(cores):][:share] or cores[:share])
+    jobs, dirs = [], []
+    for cell in cells:
+        run_dir = out / cell.dirname
+        dirs.append(run_dir)
+        if (run_dir / "metrics.json").exists():
+            echo(f"{run_dir.name}: finished earlier, reused")
+            continue
+        cmd = [sys.executable, "-m", "ffcl.cli", "run", "--quiet"]
+        if (run_dir / "checkpoint.pt").exists():
+            echo(f"{run_dir.name}: resuming")
+            cmd += ["--resume", str(run_dir)]
+        else:
+            if run_dir.exists():  # started, but no experience finished: remove what ffcl wrote there, only that
+                _clear_unfinished(run_dir)
+            echo(f"{run_dir.name}: running")
+            cmd += ["--scenario", scenario, "--strategy", cell.strategy, "--seed", str(cell.seed), "--device", device, "--out", str(run_dir)]
+            for o in [*overrides, *cell.settings]:
+                cmd += ["--set", o]
+        jobs.append((run_dir, cmd))
+
+    def run(job: tuple[Path, list[str]]) -> tuple[Path, str | None]:
+        run_dir, cmd = job
+        cpus = slots.get()
+        try:
+            env = {**os.environ, "OMP_NUM_THREADS": str(len(cpus)), "MKL_NUM_THREADS": str(len(cpus))}
+            pin = (lambda: os.sched_setaffinity(0, cpus)) if hasattr(os, "sched_setaffinity") and workers > 1 else None
+            done = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, preexec_fn=pin)
+        finally:
+            slots.put(cpus)
+        if done.returncode == 0:
+            (out / f"{run_dir.name}.failed.txt").unlink(missing_ok=True)  # from an earlier, failed attempt
+            return run_dir, None
+        lines = [line for line in done.stderr.splitlines() if line.strip()]
+        (out / f"{run_dir.name}.failed.txt").write_text(done.stderr)
+        return run_dir, (lines[-1] if lines else f"exit status {done.returncode}")
+
+    failed = {}
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for run_dir, error in pool.map(run, jobs):
+            if error is not None:
+                failed[run_dir] = error
+                echo(f"{run_dir.name}: failed: {error}")
+    return dirs, failed
 
 
 RUN_FILES = ("config.json", "log.txt", "metrics.csv")  # what an unfinished run has written before its first checkpoint
@@ -84,12 +157,13 @@ def _clear_unfinished(run_dir: Path) -> None:
     run_dir.rmdir()
 
 
-def summarize_runs(run_dirs: Sequence[Path]) -> list[dict[str, Any]]:
-    """One row per strategy: mean and std over its runs (seeds) of every column."""
+def summarize_runs(run_dirs: Sequence[Path], labels: dict[Path, str] | None = None) -> list[dict[str, Any]]:
+    """One row per strategy (or per ``labels`` value: a recipe with its grid settings): mean and
+    std over its runs (seeds) of every column."""
     groups: dict[str, list[dict[str, Any]]] = {}
     for d in run_dirs:
         m = load_metrics(d)
-        groups.setdefault(m["strategy"], []).append(m)
+        groups.setdefault((labels or {}).get(d, m["strategy"]), []).append(m)
     rows = []
     for strategy, runs in groups.items():
         row: dict[str, Any] = {"strategy": strategy, "scenario": runs[0]["scenario"], "seeds": [r["seed"] for r in runs]}
@@ -117,11 +191,18 @@ def format_markdown(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def write_comparison(rows: list[dict[str, Any]], out: Path) -> None:
-    """comparison.md and comparison.csv in ``out``."""
-    (out / "comparison.md").write_text(
-        f"# {rows[0]['scenario']}: mean ± std over seeds\n\n{format_markdown(rows)}\n"
-    )
+def format_failures(failed: dict[Path, str]) -> str:
+    """The runs that failed, with the last line each printed."""
+    return "\n".join(f"- {d.name}: {why} (all it printed: {d.name}.failed.txt)" for d, why in failed.items())
+
+
+def write_comparison(rows: list[dict[str, Any]], out: Path, failed: dict[Path, str] | None = None, scenario: str = "") -> None:
+    """comparison.md and comparison.csv in ``out``; failed runs are listed under the table."""
+    title = rows[0]["scenario"] if rows else scenario
+    text = f"# {title}: mean ± std over seeds\n\n{format_markdown(rows)}\n"
+    if failed:
+        text += f"\n## Failed runs (not in the table)\n\n{format_failures(failed)}\n"
+    (out / "comparison.md").write_text(text)
     keys = ["strategy", "seeds"] + [k for key, _, _ in COLUMNS for k in (key, key + "_std")]
     with open(out / "comparison.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")

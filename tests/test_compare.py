@@ -7,7 +7,7 @@ import json
 import pytest
 
 from ffcl.cli import main
-from ffcl.compare import format_markdown, run_grid, summarize_runs, write_comparison
+from ffcl.compare import Cell, format_markdown, grid_cells, run_grid, summarize_runs, write_comparison
 
 
 def _fake_run(path, strategy, seed, acc, forgetting):
@@ -42,12 +42,13 @@ def test_summary_is_mean_and_std_over_seeds(tmp_path):
 def test_grid_runs_then_reuses_finished_runs(tmp_path):
     small = ["strategy.hidden=[16]", "scenario.n_experiences=2", "scenario.epochs=1"]
     said = []
-    dirs = run_grid("split_digits", ["naive"], [0, 1], tmp_path / "grid", overrides=small, echo=said.append)
+    dirs, failed = run_grid("split_digits", grid_cells(["naive"], [0, 1]), tmp_path / "grid", overrides=small, echo=said.append)
+    assert not failed
     assert [d.name for d in dirs] == ["naive-seed0", "naive-seed1"]
     assert all((d / "metrics.json").exists() for d in dirs)
     before = [(d / "metrics.json").read_text() for d in dirs]
     said.clear()
-    run_grid("split_digits", ["naive"], [0, 1], tmp_path / "grid", overrides=small, echo=said.append)
+    run_grid("split_digits", grid_cells(["naive"], [0, 1]), tmp_path / "grid", overrides=small, echo=said.append)
     assert said == ["naive-seed0: finished earlier, reused", "naive-seed1: finished earlier, reused"]
     assert [(d / "metrics.json").read_text() for d in dirs] == before  # never overwritten
 
@@ -89,9 +90,36 @@ def test_grid_never_deletes_what_ffcl_did_not_write(tmp_path):
     mine.mkdir(parents=True)
     (mine / "notes.txt").write_text("the user's own file")
     with pytest.raises(Exception, match="ffcl did not write"):
-        run_grid("split_digits", ["naive"], [0], tmp_path / "grid", overrides=small, echo=lambda s: None)
+        run_grid("split_digits", [Cell("naive", 0)], tmp_path / "grid", overrides=small, echo=lambda s: None)
     assert (mine / "notes.txt").read_text() == "the user's own file"
     (mine / "notes.txt").unlink()
     (mine / "config.json").write_text("{}")  # an unfinished run of ffcl's own: cleared and run again
-    (dirs,) = [run_grid("split_digits", ["naive"], [0], tmp_path / "grid", overrides=small, echo=lambda s: None)]
+    dirs, _ = run_grid("split_digits", [Cell("naive", 0)], tmp_path / "grid", overrides=small, echo=lambda s: None)
     assert (dirs[0] / "metrics.json").exists()
+
+
+def test_grid_cells_sweep_every_combination():
+    cells = grid_cells(["naive", "my/sffa.toml"], [0, 1], ["strategy.lr=1e-3,3e-3", "strategy.hidden=[8]"])
+    assert len(cells) == 2 * 2 * 2
+    assert cells[0] == Cell("naive", 0, ("strategy.lr=1e-3", "strategy.hidden=[8]"))
+    assert cells[0].label == "naive [strategy.lr=1e-3, strategy.hidden=[8]]"
+    assert cells[0].dirname == "naive-lr=1e-3_hidden=_8_-seed0"
+    assert cells[-1].dirname == "sffa-lr=3e-3_hidden=_8_-seed1"
+    with pytest.raises(Exception, match="value1,value2"):
+        grid_cells(["naive"], [0], ["strategy.lr"])
+
+
+def test_compare_sweeps_a_grid_in_parallel_and_reports_failed_runs(tmp_path, capsys):
+    """--grid makes one row per setting; --workers 2 runs two cells at a time; a run that fails
+    (an lr that breaks the recipe's validation) is listed, not dropped, and the others finish."""
+    out = tmp_path / "g"
+    rc = main(["compare", "--strategies", "naive", "--seeds", "0,1", "--out", str(out), "--workers", "2",
+               "--grid", "strategy.lr=0.001,-1", "--set", "strategy.hidden=[16]", "--set", "scenario.n_experiences=2",
+               "--set", "scenario.epochs=1"])
+    captured = capsys.readouterr()
+    assert rc == 2 and "2 of 4 runs failed" in captured.err
+    assert "| naive [strategy.lr=0.001] | 0,1 |" in captured.out
+    text = (out / "comparison.md").read_text()
+    assert "## Failed runs" in text and "naive-lr=-1-seed0: ffcl: error:" in text and "lr" in text.split("## Failed runs")[1]
+    assert (out / "naive-lr=-1-seed1.failed.txt").is_file()
+    assert all((out / f"naive-lr=0.001-seed{s}" / "metrics.json").is_file() for s in (0, 1))
