@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import os
 import subprocess
 import sys
 import time
@@ -30,6 +31,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     r.add_argument("--out", type=Path, help="run directory (default: runs/<scenario>-<strategy>-seed<N>-<time>)")
+    r.add_argument("--threads", type=int, help="torch's intra-op threads (default: torch's, one per core)")
+    r.add_argument("--deterministic", action="store_true",
+                   help="torch's deterministic algorithms and a fixed thread count: the same seed gives bit-identical metrics on this machine")
     r.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue an interrupted run from its checkpoint")
     r.add_argument("--trust-checkpoint", action="store_true",
                    help="unpickle a checkpoint ffcl did not write on this machine (it can run code: only for sources you trust)")
@@ -101,6 +105,8 @@ def _run(args: argparse.Namespace) -> None:
         strategy_name=Path(args.strategy).stem,
         seed=args.seed,
         device=args.device,
+        threads=args.threads or (_cores() if args.deterministic else None),
+        deterministic=args.deterministic,
     )
     overrides = list(args.overrides)
     if args.data_root:
@@ -210,8 +216,15 @@ def _data(args: argparse.Namespace) -> None:
     print(f"{args.name}: {len(d.y_train)} train / {len(d.y_test)} test images, cached under {root}")
 
 
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # BLAS and OpenMP must not lower the thread count under load: results would depend on it
+    os.environ.setdefault("MKL_DYNAMIC", "FALSE")
+    os.environ.setdefault("OMP_DYNAMIC", "FALSE")
     from .data import DataError
     from .experiment import RunError
     from .files import WriteError

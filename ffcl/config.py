@@ -16,7 +16,7 @@ import math
 import tomllib
 import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -150,7 +150,8 @@ class StrategyConfig:
 
 @dataclass
 class RunConfig:
-    """One run: a scenario, a strategy, a seed and a device."""
+    """One run: a scenario, a strategy, a seed and a device; ``threads`` (torch's intra-op
+    threads; None: torch's default) and ``deterministic`` (torch's deterministic algorithms)."""
 
     scenario: ScenarioConfig
     strategy: StrategyConfig
@@ -158,9 +159,13 @@ class RunConfig:
     strategy_name: str = "sffa"
     seed: int = 0
     device: str = "auto"
+    threads: int | None = None
+    deterministic: bool = False
 
     def validate(self) -> None:
         _choice("run", "device", self.device, DEVICES)
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"--threads must be >= 1, got {self.threads}")
         if not 0 <= self.seed < 2**32:
             raise ConfigError(f"the seed must be an integer from 0 to 2**32 - 1, got {self.seed}")
         self.scenario.validate(f"scenario '{self.scenario_name}'")
@@ -247,14 +252,8 @@ def apply_overrides(run: RunConfig, overrides: list[str]) -> RunConfig:
             if not isinstance(target, dict):
                 raise ConfigError(f"--set '{item}': '{part}' is not a table")
         target[parts[-1]] = _parse_value(value.strip())
-    new = RunConfig(
-        scenario=from_dict(ScenarioConfig, data["scenario"], "--set scenario"),
-        strategy=from_dict(StrategyConfig, data["strategy"], "--set strategy"),
-        scenario_name=run.scenario_name,
-        strategy_name=run.strategy_name,
-        seed=run.seed,
-        device=run.device,
-    )
+    new = replace(run, scenario=from_dict(ScenarioConfig, data["scenario"], "--set scenario"),
+                              strategy=from_dict(StrategyConfig, data["strategy"], "--set strategy"))
     new.validate()
     return new
 

@@ -23,6 +23,7 @@ import contextlib
 import csv
 import io
 import json
+import os
 import platform
 import shutil
 import sys
@@ -234,19 +235,36 @@ def run_experiment(
     cfg = _prepare_dir(cfg, run_dir, resume)
     say = (lambda msg: None) if quiet else echo
     log_file = open(run_dir / "log.txt", "a", buffering=1)  # line-buffered: a crash loses no logged line
+    with _torch_settings(cfg):
+        try:
+            data, stream, strategy, progress = _setup(cfg, run_dir, log_file, resume, quiet, trust_checkpoint)
+        except BaseException:
+            log_file.close()
+            if not resume:  # the directory was empty or absent: leave nothing behind, --out stays usable
+                shutil.rmtree(run_dir, ignore_errors=True)
+            raise
+        if resume:
+            say(f"resuming {run_dir} after {len(progress['rows'])} experience(s)")
+        try:
+            return _train(cfg, run_dir, data, stream, strategy, progress, start, say, quiet)
+        finally:
+            log_file.close()
+
+
+@contextlib.contextmanager
+def _torch_settings(cfg: RunConfig) -> Iterator[None]:
+    """The run's thread count and deterministic algorithms, for the run only (then as they were)."""
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    if cfg.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # what deterministic cuBLAS needs
+        torch.use_deterministic_algorithms(True)
     try:
-        data, stream, strategy, progress = _setup(cfg, run_dir, log_file, resume, quiet, trust_checkpoint)
-    except BaseException:
-        log_file.close()
-        if not resume:  # the directory was empty or absent: leave nothing behind, --out stays usable
-            shutil.rmtree(run_dir, ignore_errors=True)
-        raise
-    if resume:
-        say(f"resuming {run_dir} after {len(progress['rows'])} experience(s)")
-    try:
-        return _train(cfg, run_dir, data, stream, strategy, progress, start, say, quiet)
+        yield
     finally:
-        log_file.close()
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic)
 
 
 def _setup(cfg: RunConfig, run_dir: Path, log_file: Any, resume: bool, quiet: bool,
@@ -377,14 +395,21 @@ def _train(
 
 
 def machine_info() -> dict[str, Any]:
-    """The machine a measurement ran on: written with every run's metrics and every benchmark's JSON."""
+    """The machine and software a measurement ran on (what reproducing it needs): written with
+    every run's metrics and every benchmark's JSON."""
+    from importlib.metadata import version
+
     return {
         "platform": platform.platform(),
         "processor": platform.processor(),
+        "cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "python": platform.python_version(),
-        "torch": torch.__version__,
+        **{name: version(name) for name in ("torch", "avalanche-lib", "numpy", "scikit-learn")},
+        "ffcl": version("ffcl"),
         "threads": torch.get_num_threads(),
+        "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
         "cuda": torch.cuda.is_available(),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     }
 
 

@@ -49,9 +49,11 @@ class ClassGaussians(nn.Module):
     :param refresh_every: samples merged before the covariance is factored again (0: always).
     """
 
-    refresh_every: int = 0  # class default: readouts pickled before the option existed still load
+    PENDING_ROWS = 2048
+    refresh_every: int = 0  # class defaults: readouts pickled before these existed still load
     reuse_factor: bool = False  # set while a statistics pass scores the batches it merges
     _solver: tuple[str, torch.Tensor, float] | None = None
+    _pending: list[torch.Tensor] | None = None  # rows whose outer products the scatter still lacks
 
     def __init__(self, dim: int, num_classes: int, kind: str = "lda", shrinkage: float = 1e-4, refresh_every: int = 0) -> None:
         super().__init__()
@@ -100,15 +102,26 @@ class ClassGaussians(nn.Module):
         n_a = self.counts[seen]
         delta = mean_b - self.means[seen]
         w = n_a * n_b[seen] / (n_a + n_b[seen])
-        # scatter += centred^T centred + sum_c w_c delta_c delta_c^T, as one rank-(B + C) product in place
-        rows = torch.cat([f - (sums / n_b.clamp(min=1)[:, None])[y], delta * w.sqrt()[:, None]])
-        self.scatter.addmm_(rows.T, rows)
+        # scatter += centred^T centred + sum_c w_c delta_c delta_c^T: rows whose product is added
+        # when PENDING_ROWS have gathered or the covariance is needed (one large product instead
+        # of many small ones that each read and write the whole D x D scatter)
+        self._pending = (self._pending or []) + [torch.cat([f - (sums / n_b.clamp(min=1)[:, None])[y], delta * w.sqrt()[:, None]])]
+        if sum(len(r) for r in self._pending) >= self.PENDING_ROWS:
+            self._flush()
         self.means[seen] += delta * (n_b[seen] / (n_a + n_b[seen]))[:, None]
         self.counts += n_b
         self._cache = None
 
+    def _flush(self) -> None:
+        """Add the pending rows' outer products to the scatter."""
+        if self._pending:
+            rows = torch.cat(self._pending)
+            self._pending = None
+            self.scatter.addmm_(rows.T, rows)
+
     def covariance(self) -> torch.Tensor:
         """The shrunk pooled within-class covariance (D x D)."""
+        self._flush()
         d = self.scatter.shape[0]
         s = self.scatter / max(float(self.counts.sum()) - int((self.counts > 0).sum()), 1.0)
         a = self.shrinkage
@@ -153,6 +166,14 @@ class ClassGaussians(nn.Module):
         scores = (f.to(w.dtype) @ w.T + b).to(f.dtype if f.is_floating_point() else torch.float32)
         return scores.masked_fill(self.counts == 0, NEG)  # float64 products: raw-pixel LDA weights are large
 
+    def _save_to_state_dict(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        self._flush()
+        super()._save_to_state_dict(*args, **kwargs)
+
+    def __getstate__(self) -> dict:
+        self._flush()  # a checkpoint holds the whole scatter
+        return super().__getstate__()
+
     def _load_from_state_dict(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
-        self._cache = self._solver = None
+        self._cache = self._solver = self._pending = None
         super()._load_from_state_dict(*args, **kwargs)

@@ -407,3 +407,41 @@ def test_a_full_disk_is_one_line_and_keeps_the_last_checkpoint(run_dir, monkeypa
     monkeypatch.setattr(experiment, "save_checkpoint", real)
     assert main(["run", "--resume", str(run_dir), "--quiet"]) == 0
     assert len(json.loads((run_dir / "metrics.json").read_text())["accuracy_matrix"]) == 3
+
+
+def test_deterministic_runs_are_bit_identical_under_load(tmp_path):
+    """Issue 16, item 2: the same recipe, seed and thread count, once alone and once beside two
+    busy processes, give identical metrics; the run directory records how it was run."""
+    import subprocess
+    import sys
+
+    def run(out):
+        cmd = [sys.executable, "-m", "ffcl.cli", "run", "--scenario", "split_digits", "--strategy", "df", "--deterministic",
+               "--threads", "2", "--set", "strategy.hidden=[64]", "--set", "scenario.n_experiences=2", "--out", str(out), "--quiet"]
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+        return json.loads((out / "metrics.json").read_text())
+
+    alone = run(tmp_path / "alone")
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+    try:
+        loaded = run(tmp_path / "loaded")
+    finally:
+        for p in busy:
+            p.kill()
+    assert loaded["accuracy_matrix"] == alone["accuracy_matrix"] and loaded["initial_accuracy"] == alone["initial_accuracy"]
+    config = json.loads((tmp_path / "alone" / "config.json").read_text())
+    assert config["threads"] == 2 and config["deterministic"] is True
+    machine = alone["machine"]
+    assert machine["threads"] == 2 and machine["deterministic_algorithms"] is True and machine["torch"] and machine["avalanche-lib"]
+
+
+def test_run_settings_apply_to_the_run_only(make_config, run_dir):
+    from dataclasses import replace
+
+    before = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    cfg = replace(make_config("split_digits", "naive", ["scenario.n_experiences=2"]), threads=2, deterministic=True)
+    m = run_experiment(cfg, run_dir, quiet=True)
+    assert m["machine"]["threads"] == 2 and m["machine"]["deterministic_algorithms"] is True
+    assert (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()) == before
+    with pytest.raises(Exception, match="threads must be >= 1"):
+        run_experiment(replace(cfg, threads=0), run_dir.with_name("other"), quiet=True)
