@@ -53,7 +53,8 @@ from .data.streams import make_drift_stream
 from . import trust
 from .files import atomic_path
 from .learner_file import LEARNER_FILE, read_learner, save_learner
-from .metrics import AnytimeAccuracy, BlockActivity, MatrixSummary, PrequentialAccuracy, accuracy_row, peak_memory_mb, summarize
+from .metrics import (AnytimeAccuracy, BlockActivity, MatrixSummary, PrequentialAccuracy, accuracy_row, peak_memory_mb,
+                      resident_memory_mb, summarize)
 from .progress import ProgressPlugin
 from .strategies import build_strategy
 
@@ -346,6 +347,7 @@ def _train(
         progress["train_time_s"].append(t1 - t0)
         progress["eval_time_s"].append(time.perf_counter() - t1)
         progress["peak_memory_mb"] = max(progress["peak_memory_mb"], peak_memory_mb(device))
+        progress.setdefault("resident_memory_mb", []).append(resident_memory_mb(device))
         for plugin in strategy.plugins:
             if isinstance(plugin, NeuronAllocation):  # neurons per class and free capacity, per block
                 progress["allocation"] = plugin.state()
@@ -383,6 +385,7 @@ def _train(
         "train_time_per_experience_s": progress["train_time_s"],
         "wall_time_s": time.perf_counter() - start,
         "peak_memory_mb": progress["peak_memory_mb"],
+        "resident_memory_mb": progress["resident_memory_mb"],  # after each experience: flat unless the learner keeps more
         **({"allocation": progress["allocation"]} if "allocation" in progress else {}),
         **({"kept_bytes": strategy.model.kept_bytes()} if hasattr(strategy.model, "kept_bytes") else {}),
         **({"anytime": progress["anytime"]} if "anytime" in progress else {}),

@@ -15,6 +15,8 @@ from typing import Any
 
 __all__ = ["format_summary", "format_matrix", "load_metrics", "write_report"]
 
+MAX_LABELLED = 12  # experiences up to which the matrix plot writes each number and names each curve
+
 
 def _pct(x: float | None) -> str:
     return "   n/a" if x is None else f"{100 * x:6.2f}"
@@ -152,7 +154,7 @@ def write_report(run_dirs: list[Path], out: Path) -> Path:
         stem = f"{i:02d}-{d.name}"
         fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
         im = left.imshow([[100 * x for x in row] for row in a], vmin=0, vmax=100, cmap="viridis")
-        for r, row in enumerate(a):
+        for r, row in enumerate(a if len(a[0]) <= MAX_LABELLED else []):  # long streams: colours only
             for c, x in enumerate(row):
                 left.text(c, r, f"{100 * x:.0f}", ha="center", va="center", color="w" if x < 0.6 else "k", fontsize=8)
         left.set(title="accuracy matrix (%)", xlabel="test experience", ylabel="after training experience")
@@ -161,7 +163,8 @@ def write_report(run_dirs: list[Path], out: Path) -> Path:
             right.plot(range(1, len(a) + 1), [100 * row[j] for row in a], marker=".", label=f"exp {j}")
         right.set(title="accuracy on each experience", xlabel="experiences trained", ylabel="accuracy (%)", ylim=(0, 100))
         right.xaxis.set_major_locator(MaxNLocator(integer=True))
-        right.legend(fontsize=7)
+        if len(a[0]) <= MAX_LABELLED:
+            right.legend(fontsize=7)
         fig.suptitle(_label(m))
         fig.tight_layout()
         fig.savefig(out / f"{stem}-matrix.png", dpi=110)

@@ -1,13 +1,14 @@
-"""Peak memory of a run: the process's peak resident set, and the GPU's peak allocation."""
+"""Memory of a run: the process's peak and current resident set, and the GPU's allocations."""
 
 from __future__ import annotations
 
+import os
 import resource
 import sys
 
 import torch
 
-__all__ = ["peak_memory_mb"]
+__all__ = ["peak_memory_mb", "resident_memory_mb"]
 
 
 def peak_memory_mb(device: torch.device | str = "cpu") -> float:
@@ -20,3 +21,15 @@ def peak_memory_mb(device: torch.device | str = "cpu") -> float:
         return torch.cuda.max_memory_allocated(device) / 2**20
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss / 2**20 if sys.platform == "darwin" else rss / 2**10
+
+
+def resident_memory_mb(device: torch.device | str = "cpu") -> float:
+    """Memory held now in MiB: ``torch.cuda.memory_allocated`` on a GPU, else the process's
+    resident set (Linux ``/proc/self/statm``; elsewhere the peak, the best the OS tells)."""
+    if torch.device(device).type == "cuda":
+        return torch.cuda.memory_allocated(device) / 2**20
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return peak_memory_mb(device)
