@@ -70,6 +70,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="sweep a setting, e.g. --grid strategy.lr=1e-3,3e-3 (several --grid: every combination)")
     c.add_argument("--workers", type=int, default=1,
                    help="runs at a time, each on its share of the CPU cores (default 1)")
+    c.add_argument("--executor", default="local", choices=["local", "ray"],
+                   help="where the runs go: local processes, or Ray tasks (pip install 'ffcl[ray]')")
+    c.add_argument("--address", help="with --executor ray: the cluster's address (default: a Ray instance started here)")
 
     rp = sub.add_parser("report", help="Markdown report with plots of finished runs")
     rp.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR")
@@ -170,7 +173,8 @@ def _compare(args: argparse.Namespace) -> None:
         load_strategy(name)
     out = args.out or Path("runs") / f"compare-{Path(args.scenario).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     cells = grid_cells(strategies, seeds, args.grid)
-    dirs, failed = run_grid(args.scenario, cells, out, overrides=args.overrides, device=args.device, workers=args.workers)
+    dirs, failed = run_grid(args.scenario, cells, out, overrides=args.overrides, device=args.device, workers=args.workers,
+                            executor=args.executor, address=args.address)
     done = [d for d in dirs if d not in failed]
     rows = summarize_runs(done, {out / c.dirname: c.label for c in cells})
     write_comparison(rows, out, failed, scenario=Path(args.scenario).stem)

@@ -29,7 +29,7 @@ from .config import ConfigError
 from .experiment import RunError
 from .report import load_metrics
 
-__all__ = ["Cell", "grid_cells", "run_grid", "summarize_runs", "format_markdown", "format_failures", "write_comparison", "COLUMNS"]
+__all__ = ["Cell", "EXECUTORS", "grid_cells", "run_grid", "run_cell", "summarize_runs", "format_markdown", "format_failures", "write_comparison", "COLUMNS"]
 
 # (metrics.json key, column title, scale)
 COLUMNS = [
@@ -75,6 +75,9 @@ def grid_cells(strategies: Sequence[str], seeds: Sequence[int], grid: Sequence[s
     return [Cell(s, seed, combo) for s in strategies for combo in itertools.product(*axes) for seed in seeds]
 
 
+EXECUTORS = ("local", "ray")
+
+
 def run_grid(
     scenario: str,
     cells: Sequence[Cell],
@@ -83,19 +86,28 @@ def run_grid(
     overrides: Sequence[str] = (),
     device: str = "auto",
     workers: int = 1,
+    executor: str = "local",
+    address: str | None = None,
     echo: Callable[[str], None] = print,
 ) -> tuple[list[Path], dict[Path, str]]:
-    """Run every cell not finished yet under ``out``, ``workers`` at a time, each process on its
-    own share of the CPU cores. Returns all run directories and, for the runs that failed, the
-    last line their process printed (the other cells still run)."""
+    """Run every cell not finished yet under ``out``; return all run directories and, for the
+    runs that failed, the last line their process printed (the other cells still run).
+
+    Every run gets ``--threads`` = the cores divided by ``workers``, so a run gives the same
+    numbers whichever executor runs it. ``local``: ``workers`` processes at a time, each pinned
+    to its own share of the cores. ``ray``: each run is a Ray task asking for that many CPUs, on
+    the cluster at ``address`` (its nodes must see ``out`` and the data on a shared file system)
+    or, without one, on a Ray instance started here for the grid.
+    """
     if workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {workers}")
+    if executor not in EXECUTORS:
+        raise ConfigError(f"--executor must be one of {', '.join(EXECUTORS)}, got '{executor}'")
+    if address and executor != "ray":
+        raise ConfigError("--address is the Ray cluster's: use it with --executor ray")
     out.mkdir(parents=True, exist_ok=True)
     cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
     share = max(1, len(cores) // workers)
-    slots: queue.Queue[list[int]] = queue.Queue()
-    for i in range(workers):
-        slots.put(cores[(i * share) % len(cores):][:share] or cores[:share])
     jobs, dirs = [], []
     for cell in cells:
         run_dir = out / cell.dirname
@@ -103,42 +115,74 @@ def run_grid(
         if (run_dir / "metrics.json").exists():
             echo(f"{run_dir.name}: finished earlier, reused")
             continue
-        cmd = [sys.executable, "-m", "ffcl.cli", "run", "--quiet"]
+        args = ["run", "--quiet"]
         if (run_dir / "checkpoint.pt").exists():
             echo(f"{run_dir.name}: resuming")
-            cmd += ["--resume", str(run_dir)]
+            args += ["--resume", str(run_dir)]
         else:
             if run_dir.exists():  # started, but no experience finished: remove what ffcl wrote there, only that
                 _clear_unfinished(run_dir)
             echo(f"{run_dir.name}: running")
-            cmd += ["--scenario", scenario, "--strategy", cell.strategy, "--seed", str(cell.seed), "--device", device, "--out", str(run_dir)]
+            args += ["--scenario", scenario, "--strategy", cell.strategy, "--seed", str(cell.seed), "--device", device,
+                     "--threads", str(share), "--out", str(run_dir)]
             for o in [*overrides, *cell.settings]:
-                cmd += ["--set", o]
-        jobs.append((run_dir, cmd))
+                args += ["--set", o]
+        jobs.append((run_dir, args))
+    if executor == "ray":
+        outcomes = _on_ray(jobs, share, address)
+    else:
+        slots: queue.Queue[list[int]] = queue.Queue()
+        for i in range(workers):
+            slots.put(cores[(i * share) % len(cores):][:share] or cores[:share])
 
-    def run(job: tuple[Path, list[str]]) -> tuple[Path, str | None]:
-        run_dir, cmd = job
-        cpus = slots.get()
-        try:
-            env = {**os.environ, "OMP_NUM_THREADS": str(len(cpus)), "MKL_NUM_THREADS": str(len(cpus))}
-            pin = (lambda: os.sched_setaffinity(0, cpus)) if hasattr(os, "sched_setaffinity") and workers > 1 else None
-            done = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, preexec_fn=pin)
-        finally:
-            slots.put(cpus)
-        if done.returncode == 0:
-            (out / f"{run_dir.name}.failed.txt").unlink(missing_ok=True)  # from an earlier, failed attempt
-            return run_dir, None
-        lines = [line for line in done.stderr.splitlines() if line.strip()]
-        (out / f"{run_dir.name}.failed.txt").write_text(done.stderr)
-        return run_dir, (lines[-1] if lines else f"exit status {done.returncode}")
+        def local(job: tuple[Path, list[str]]) -> tuple[int, str]:
+            cpus = slots.get()
+            try:
+                return run_cell(job[1], len(cpus), cpus if workers > 1 else None)
+            finally:
+                slots.put(cpus)
 
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            outcomes = list(pool.map(local, jobs))
     failed = {}
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        for run_dir, error in pool.map(run, jobs):
-            if error is not None:
-                failed[run_dir] = error
-                echo(f"{run_dir.name}: failed: {error}")
+    for (run_dir, _), (code, stderr) in zip(jobs, outcomes):
+        report = out / f"{run_dir.name}.failed.txt"
+        if code == 0:
+            report.unlink(missing_ok=True)  # from an earlier, failed attempt
+            continue
+        lines = [line for line in stderr.splitlines() if line.strip()]
+        report.write_text(stderr)
+        failed[run_dir] = lines[-1] if lines else f"exit status {code}"
+        echo(f"{run_dir.name}: failed: {failed[run_dir]}")
     return dirs, failed
+
+
+def run_cell(args: list[str], threads: int, cpus: list[int] | None = None) -> tuple[int, str]:
+    """``ffcl <args>`` in a process of its own with ``threads`` BLAS/OpenMP threads (on ``cpus``
+    if given); its exit status and what it printed on stderr."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus and hasattr(os, "sched_setaffinity") else None
+    done = subprocess.run([sys.executable, "-m", "ffcl.cli", *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                          text=True, env=env, preexec_fn=pin)
+    return done.returncode, done.stderr
+
+
+def _on_ray(jobs: list[tuple[Path, list[str]]], threads: int, address: str | None) -> list[tuple[int, str]]:
+    """Each job as a Ray task needing ``threads`` CPUs; outcomes in the order of ``jobs``."""
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("--executor ray needs Ray: pip install 'ffcl[ray]'") from None
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False,
+                 **({} if address else {"num_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()}))
+    try:
+        task = ray.remote(num_cpus=threads)(run_cell)
+        return ray.get([task.remote(args, threads) for _, args in jobs])
+    finally:
+        if started:
+            ray.shutdown()
 
 
 RUN_FILES = ("config.json", "log.txt", "metrics.csv")  # what an unfinished run has written before its first checkpoint

@@ -123,3 +123,23 @@ def test_compare_sweeps_a_grid_in_parallel_and_reports_failed_runs(tmp_path, cap
     assert "## Failed runs" in text and "naive-lr=-1-seed0: ffcl: error:" in text and "lr" in text.split("## Failed runs")[1]
     assert (out / "naive-lr=-1-seed1.failed.txt").is_file()
     assert all((out / f"naive-lr=0.001-seed{s}" / "metrics.json").is_file() for s in (0, 1))
+
+
+def test_ray_executor_gives_the_local_table(tmp_path):
+    """Issue 16, item 1: the same grid through a local Ray instance and through local worker
+    processes gives the same numbers (every run gets the same thread count either way)."""
+    import os
+
+    import ray  # noqa: F401  (in the dev extra)
+    small = ["--set", "strategy.hidden=[16]", "--set", "scenario.n_experiences=2", "--set", "scenario.epochs=1"]
+    tables = {}
+    for executor in ("local", "ray"):
+        out = tmp_path / executor
+        assert main(["compare", "--strategies", "naive,replay", "--seeds", "0,1", "--workers", "2", "--executor", executor,
+                     "--out", str(out), *small]) == 0
+        tables[executor] = {r["strategy"]: r for r in summarize_runs(sorted(out.glob("*-seed*")))}
+    for strategy, row in tables["local"].items():
+        for key in ("final_average_accuracy", "average_forgetting", "bwt", "plasticity"):
+            assert tables["ray"][strategy][key] == row[key], (strategy, key)
+    config = json.loads((tmp_path / "ray" / "naive-seed0" / "config.json").read_text())
+    assert config["threads"] == max(1, len(os.sched_getaffinity(0)) // 2)  # the cores divided by the workers
