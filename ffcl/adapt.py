@@ -13,9 +13,10 @@ allocation keeps the capacity it reserved (``max_classes``): a class beyond it g
 no neurons, so reserve room in the original run if more classes will come.
 
 The adaptation directory holds ``config.json`` (the source run and the adaptation settings),
-``metrics.json``, ``log.txt``, ``learner.pt`` (safe to share) and ``checkpoint.pt``, so an interrupted adaptation resumes with
-``resume=True`` and an adaptation can be adapted again: its "old" test experiences are then those
-of the original run followed by those of every adaptation before it.
+``metrics.json``, ``log.txt``, ``learner.pt`` (safe to share) and ``checkpoint.pt``, so an
+interrupted adaptation resumes with ``resume=True`` and an adaptation can be adapted again: its
+"old" test experiences are then those of the original run followed by those of every adaptation
+before it.
 """
 
 from __future__ import annotations
@@ -37,13 +38,13 @@ from .data import DataError, TensorData, load_dataset, make_stream
 from .experiment import (
     CHECKPOINT,
     RunError,
-    write_checkpoint,
     _write_json,
     build_stream,
     load_learner,
     load_run_config,
     resolve_device,
     strategy_config,
+    write_checkpoint,
 )
 from .learner_file import LEARNER_FILE, save_learner
 from .metrics import AnytimeAccuracy, accuracy_row, peak_memory_mb
@@ -99,8 +100,9 @@ def adapt_run(
     to ``out``. ``epochs`` defaults to the run's; ``online`` means one pass in minibatches of the
     run scenario's ``online_batch_size``. With ``resume=True``, ``out`` is an interrupted
     adaptation and the other settings are read from it. ``weights_only`` restores the source's
-learner from its ``learner.pt`` (no code runs, whoever made it; the optimiser and plugin state
-such as a replay buffer start afresh) instead of its checkpoint. Returns the contents of metrics.json.
+    learner from its ``learner.pt`` (no code runs, whoever made it; the optimiser and plugin state
+    such as a replay buffer start afresh) instead of its checkpoint. Returns the contents of
+    metrics.json.
     """
     out = Path(out)
     start = time.perf_counter()
