@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import gc
 import os
 import resource
 import sys
@@ -25,9 +28,14 @@ def peak_memory_mb(device: torch.device | str = "cpu") -> float:
 
 def resident_memory_mb(device: torch.device | str = "cpu") -> float:
     """Memory held now in MiB: ``torch.cuda.memory_allocated`` on a GPU, else the process's
-    resident set (Linux ``/proc/self/statm``; elsewhere the peak, the best the OS tells)."""
+    resident set (Linux ``/proc/self/statm``; elsewhere the peak, the best the OS tells), read
+    after a garbage collection and, with glibc, after returning freed heap pages to the OS
+    (``malloc_trim``), so that it counts what is held rather than what the allocator kept."""
     if torch.device(device).type == "cuda":
         return torch.cuda.memory_allocated(device) / 2**20
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
     try:
         with open("/proc/self/statm") as f:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
