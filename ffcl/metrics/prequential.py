@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
+import torch
 from avalanche.evaluation import PluginMetric
 from avalanche.evaluation.metric_results import MetricValue
 
@@ -47,9 +48,10 @@ class PrequentialAccuracy(PluginMetric[float]):
             raise ValueError(f"window and every must be >= 1, got {window} and {every}")
         self.window, self.every = window, every
         self.curve: list[dict[str, float]] = []
-        self.correct = 0  # stream samples predicted right, all so far
+        self._correct = 0  # stream samples predicted right, all so far (with what is still pending)
         self.samples = 0
         self._recent: deque[bool] = deque(maxlen=window)
+        self._pending: list[torch.Tensor] = []  # hits still on the device: read in one go, not per minibatch
         self._in_exp = 0  # stream samples of the current experience scored so far
         self._next = every
         self._exp = 0
@@ -57,11 +59,31 @@ class PrequentialAccuracy(PluginMetric[float]):
     def reset(self) -> None:
         self.curve = []
 
+    @property
+    def correct(self) -> int:
+        """Stream samples predicted right so far."""
+        self._sync()
+        return self._correct
+
+    @correct.setter
+    def correct(self, value: int) -> None:
+        self._sync()
+        self._correct = value
+
     def result(self) -> float | None:
         return self.correct / self.samples if self.samples else None
 
     def window_accuracy(self) -> float | None:
+        self._sync()
         return sum(self._recent) / len(self._recent) if self._recent else None
+
+    def _sync(self) -> None:
+        """Bring the minibatches' hits from the device (one transfer for many minibatches)."""
+        if self._pending:
+            hits = torch.cat(self._pending).tolist()
+            self._pending = []
+            self._correct += sum(hits)
+            self._recent.extend(hits)
 
     def before_training_exp(self, strategy: Any) -> None:
         exp = strategy.experience
@@ -75,11 +97,9 @@ class PrequentialAccuracy(PluginMetric[float]):
         own = min(len(strategy.mb_y), batch, len(strategy.experience.dataset) - self._in_exp)
         if own <= 0:
             return
-        hits = (strategy.mb_output[:own].argmax(1) == strategy.mb_y[:own]).tolist()
+        self._pending.append((strategy.mb_output[:own].argmax(1) == strategy.mb_y[:own]).detach())
         self._in_exp += own
         self.samples += own
-        self.correct += sum(hits)
-        self._recent.extend(hits)
 
     def after_training_iteration(self, strategy: Any) -> list[MetricValue] | None:
         if self.samples < self._next:
@@ -93,6 +113,10 @@ class PrequentialAccuracy(PluginMetric[float]):
         self.curve.append(point)
         return [MetricValue(self, CUMULATIVE, point["cumulative"], self.samples),
                 MetricValue(self, WINDOW, point["window"], self.samples)]
+
+    def __getstate__(self) -> dict[str, Any]:
+        self._sync()  # a checkpoint holds plain counts
+        return self.__dict__.copy()
 
     def __str__(self) -> str:
         return "Prequential_Acc"
