@@ -15,6 +15,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from importlib.metadata import entry_points
 from typing import Any
 
 import torch
@@ -30,6 +31,7 @@ __all__ = [
     "PLUGINS",
     "register_learner",
     "register_plugin",
+    "load_extensions",
     "build_strategy",
 ]
 
@@ -107,9 +109,29 @@ class BuildContext:
         )
 
 
+EXTENSIONS_GROUP = "ffcl.extensions"
+_loaded_extensions: set[str] = set()
+
+
+def load_extensions() -> list[str]:
+    """Import every module installed packages declare under the ``ffcl.extensions`` entry-point
+    group, so that the learners, plugins and objectives they register can be named in recipes
+    (also by ``ffcl run``); each module is imported once. Returns the entry points' names."""
+    for ep in entry_points(group=EXTENSIONS_GROUP):
+        if ep.name in _loaded_extensions:
+            continue
+        try:
+            ep.load()
+        except Exception as e:  # noqa: BLE001 - any failure of someone else's module: say which
+            raise ConfigError(f"the ffcl extension '{ep.name}' ({ep.value}) failed to load: {type(e).__name__}: {e}") from None
+        _loaded_extensions.add(ep.name)
+    return sorted(_loaded_extensions)
+
+
 def _call(kind: str, name: str, registry: dict[str, Callable[..., Any]], ctx: BuildContext, args: dict[str, Any]) -> Any:
     if name not in registry:
-        raise ConfigError(f"unknown {kind} '{name}'; choose one of: {', '.join(sorted(registry))}")
+        raise ConfigError(f"unknown {kind} '{name}'; choose one of: {', '.join(sorted(registry))} "
+                          f"(your own: register it, docs/extending.md)")
     fn = registry[name]
     params = list(inspect.signature(fn, eval_str=True).parameters.values())[1:]
     known = {p.name: p for p in params}
@@ -142,6 +164,8 @@ def build_strategy(
     ``eval_every`` is Avalanche's (evaluate every that many epochs on the streams given to
     ``train(..., eval_streams=...)``; plugins such as ``EarlyStoppingPlugin`` need it)."""
     from . import augment, baselines, df, ff, finetune, gaussian, genclass, schedules, sffa  # noqa: F401  (register the built-in learners and plugins)
+
+    load_extensions()
 
     ctx = BuildContext(config, tuple(input_shape), num_classes, torch.device(device), evaluator,
                        make_optimizer=optimizer, eval_every=eval_every)
