@@ -32,6 +32,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     r.add_argument("--out", type=Path, help="run directory (default: runs/<scenario>-<strategy>-seed<N>-<time>)")
     r.add_argument("--threads", type=int, help="torch's intra-op threads (default: torch's, one per core)")
+    r.add_argument("--dry-run", action="store_true",
+                   help="check the recipes, overrides, data and learner, then stop: nothing is trained or written")
     r.add_argument("--deterministic", action="store_true",
                    help="torch's deterministic algorithms and a fixed thread count: the same seed gives bit-identical metrics on this machine")
     r.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue an interrupted run from its checkpoint")
@@ -70,6 +72,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="sweep a setting, e.g. --grid strategy.lr=1e-3,3e-3 (several --grid: every combination)")
     c.add_argument("--workers", type=int, default=1,
                    help="runs at a time, each on its share of the CPU cores (default 1)")
+    c.add_argument("--dry-run", action="store_true", help="check every run of the grid, then stop: nothing is trained or written")
     c.add_argument("--executor", default="local", choices=["local", "ray"],
                    help="where the runs go: local processes, or Ray tasks (pip install 'ffcl[ray]')")
     c.add_argument("--address", help="with --executor ray: the cluster's address (default: a Ray instance started here)")
@@ -117,6 +120,11 @@ def _run(args: argparse.Namespace) -> None:
     if overrides:
         cfg = apply_overrides(cfg, overrides)
     cfg.validate()
+    if args.dry_run:
+        from .experiment import dry_run
+
+        print(f"dry run, nothing trained or written: {dry_run(cfg)}")
+        return
     out = args.out or Path("runs") / f"{cfg.scenario_name}-{cfg.strategy_name}-seed{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
     metrics = run_experiment(cfg, out, quiet=args.quiet)
     print(format_summary(metrics))
@@ -173,6 +181,15 @@ def _compare(args: argparse.Namespace) -> None:
         load_strategy(name)
     out = args.out or Path("runs") / f"compare-{Path(args.scenario).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     cells = grid_cells(strategies, seeds, args.grid)
+    if args.dry_run:
+        from .experiment import dry_run
+
+        for cell in cells:
+            cfg = RunConfig(scenario=load_scenario(args.scenario), strategy=load_strategy(cell.strategy),
+                            scenario_name=Path(args.scenario).stem, strategy_name=Path(cell.strategy).stem, seed=cell.seed, device=args.device)
+            print(f"{cell.dirname}: {dry_run(apply_overrides(cfg, [*args.overrides, *cell.settings]))}")
+        print(f"dry run: {len(cells)} run(s) checked, nothing trained or written")
+        return
     dirs, failed = run_grid(args.scenario, cells, out, overrides=args.overrides, device=args.device, workers=args.workers,
                             executor=args.executor, address=args.address)
     done = [d for d in dirs if d not in failed]

@@ -58,7 +58,7 @@ from .metrics import (AnytimeAccuracy, BlockActivity, MatrixSummary, Prequential
 from .progress import ProgressPlugin
 from .strategies import build_strategy
 
-__all__ = ["RunError", "run_experiment", "resolve_device", "load_run_config", "load_learner", "write_checkpoint"]
+__all__ = ["RunError", "run_experiment", "dry_run", "resolve_device", "load_run_config", "load_learner", "write_checkpoint"]
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -203,6 +203,22 @@ def strategy_config(cfg: RunConfig) -> StrategyConfig:
     if sc.online:  # single pass, one update per arriving mini-batch
         budget = {"epochs": 1, "batch_size": sc.online_batch_size}
     return StrategyConfig(**{**to_dict(cfg.strategy), **budget})
+
+
+def dry_run(cfg: RunConfig) -> str:
+    """Everything a run checks before it trains (recipes, overrides, the data set, the stream,
+    the learner and its plugins, the device), without training or writing anything; a line
+    describing the run it would make."""
+    cfg.validate()
+    device = resolve_device(cfg.device)
+    sc = cfg.scenario
+    data = load_dataset(sc.dataset, sc.data_root)
+    stream = build_stream(sc, data, cfg.seed)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "No loggers specified")
+        strategy = build_strategy(strategy_config(cfg), input_shape=stream.input_shape, num_classes=stream.num_classes, device=device)
+    return (f"{cfg.strategy_name} ({type(strategy).__name__}, {type(strategy.model).__name__}) on {cfg.scenario_name} "
+            f"({data.name}, {stream.n_experiences} experience(s){', online' if sc.online else ''}), seed {cfg.seed}, device {device}")
 
 
 def sample_test_data(stream: Stream, size: int, seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
