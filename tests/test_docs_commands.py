@@ -13,7 +13,8 @@ import pytest
 from ffcl.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
-PLACEHOLDERS = ("<", "RUN_DIR", "my_", "[--", "OUT/")  # commands about the reader's own files or dirs
+# commands about the reader's own files or folders, and those that need a GPU (none here)
+PLACEHOLDERS = ("<", "RUN_DIR", "my_", "[--", "OUT/", "--device cuda")
 
 
 def _commands() -> list[tuple[str, str]]:
