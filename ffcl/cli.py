@@ -94,7 +94,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> None:
-    from .experiment import run_experiment
+    from .experiment import run_experiment, usable_cpus
     from .report import format_summary
 
     if args.resume:
@@ -111,7 +111,7 @@ def _run(args: argparse.Namespace) -> None:
         strategy_name=Path(args.strategy).stem,
         seed=args.seed,
         device=args.device,
-        threads=args.threads or (_cores() if args.deterministic else None),
+        threads=args.threads or (len(usable_cpus()) if args.deterministic else None),
         deterministic=args.deterministic,
     )
     overrides = list(args.overrides)
@@ -235,10 +235,6 @@ def _data(args: argparse.Namespace) -> None:
               f" or put the four IDX files in {root}/FashionMNIST/raw/")
     d = load_dataset(args.name, root)
     print(f"{args.name}: {len(d.y_train)} train / {len(d.y_test)} test images, cached under {root}")
-
-
-def _cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def main(argv: list[str] | None = None) -> int:

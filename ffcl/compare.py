@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import ConfigError
-from .experiment import RunError
+from .experiment import RunError, usable_cpus
 from .report import load_metrics
 
 __all__ = ["Cell", "EXECUTORS", "grid_cells", "run_grid", "run_cell", "summarize_runs", "format_markdown", "format_failures", "write_comparison", "COLUMNS"]
@@ -106,7 +106,7 @@ def run_grid(
     if address and executor != "ray":
         raise ConfigError("--address is the Ray cluster's: use it with --executor ray")
     out.mkdir(parents=True, exist_ok=True)
-    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
+    cores = usable_cpus()
     share = max(1, len(cores) // workers)
     jobs, dirs = [], []
     for cell in cells:
@@ -176,7 +176,7 @@ def _on_ray(jobs: list[tuple[Path, list[str]]], threads: int, address: str | Non
     started = not ray.is_initialized()
     if started:
         ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False,
-                 **({} if address else {"num_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()}))
+                 **({} if address else {"num_cpus": len(usable_cpus())}))
     try:
         task = ray.remote(num_cpus=threads)(run_cell)
         return ray.get([task.remote(args, threads) for _, args in jobs])

@@ -413,6 +413,11 @@ def _train(
     return metrics
 
 
+def usable_cpus() -> list[int]:
+    """The CPU cores this process may run on (its affinity where the OS tells it)."""
+    return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
+
+
 def machine_info() -> dict[str, Any]:
     """The machine and software a measurement ran on (what reproducing it needs): written with
     every run's metrics and every benchmark's JSON."""
@@ -421,7 +426,7 @@ def machine_info() -> dict[str, Any]:
     return {
         "platform": platform.platform(),
         "processor": platform.processor(),
-        "cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "cpus": len(usable_cpus()),
         "python": platform.python_version(),
         **{name: version(name) for name in ("torch", "avalanche-lib", "numpy", "scikit-learn")},
         "ffcl": version("ffcl"),
