@@ -171,8 +171,8 @@ class ClassGaussians(nn.Module):
         super()._save_to_state_dict(*args, **kwargs)
 
     def __getstate__(self) -> dict:
-        self._flush()  # a checkpoint holds the whole scatter
-        return super().__getstate__()
+        self._flush()  # a checkpoint holds the whole scatter, not the factor or weights derived from it (D x D each)
+        return {**super().__getstate__(), "_solver": None, "_cache": None}
 
     def _load_from_state_dict(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
         self._cache = self._solver = self._pending = None
