@@ -275,7 +275,7 @@ class FFNet(nn.Module):
 
     def activate(self, classes: torch.Tensor) -> None:
         """Mark classes as seen: they become inference candidates and negatives."""
-        self.active[classes.unique()] = True
+        self.active[classes] = True  # repeated labels are fine, and no unique(): no host synchronisation on a GPU
 
     def active_classes(self) -> torch.Tensor:
         return self.active.nonzero().flatten()

@@ -185,7 +185,7 @@ class FFTemplate(TensorLoaders, SupervisedTemplate):
             seen = model.infer_scores(x, active.expand(len(y), -1))  # training metrics read, and hardest negatives
         output = seen.new_full((len(y), model.max_classes), NEG)
         output[:, active] = seen
-        output[:, ~known] = NEG  # no label of this minibatch may leak into its own predictions (prequential)
+        output.masked_fill_(~known, NEG)  # no label of this minibatch may leak into its own predictions (prequential)
         scores = seen[:, torch.searchsorted(active, classes)] if self.negatives == "hardest" else None
         negs = sample_negatives(y, classes, self.n_negatives, self.negatives, scores)
         self._labels = torch.cat([y[:, None], negs], dim=1)
