@@ -205,15 +205,20 @@ def strategy_config(cfg: RunConfig) -> StrategyConfig:
     return StrategyConfig(**{**to_dict(cfg.strategy), **budget})
 
 
+def _data_and_stream(cfg: RunConfig) -> tuple[torch.device, Any, Stream]:
+    """The validated run's device, data set and stream: what a run and a dry run both start from."""
+    cfg.validate()
+    device = resolve_device(cfg.device)
+    data = load_dataset(cfg.scenario.dataset, cfg.scenario.data_root)
+    return device, data, build_stream(cfg.scenario, data, cfg.seed)
+
+
 def dry_run(cfg: RunConfig) -> str:
     """Everything a run checks before it trains (recipes, overrides, the data set, the stream,
     the learner and its plugins, the device), without training or writing anything; a line
     describing the run it would make."""
-    cfg.validate()
-    device = resolve_device(cfg.device)
+    device, data, stream = _data_and_stream(cfg)
     sc = cfg.scenario
-    data = load_dataset(sc.dataset, sc.data_root)
-    stream = build_stream(sc, data, cfg.seed)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "No loggers specified")
         strategy = build_strategy(strategy_config(cfg), input_shape=stream.input_shape, num_classes=stream.num_classes, device=device)
@@ -287,12 +292,9 @@ def _torch_settings(cfg: RunConfig) -> Iterator[None]:
 def _setup(cfg: RunConfig, run_dir: Path, log_file: Any, resume: bool, quiet: bool,
            trust_checkpoint: bool = False) -> tuple[Any, Stream, Any, dict[str, Any]]:
     """Data, stream and strategy of a run (restored from the checkpoint when resuming)."""
-    cfg.validate()
-    device = resolve_device(cfg.device)
+    device, data, stream = _data_and_stream(cfg)  # validates the config first (the seed's range included)
     RNGManager.set_random_seeds(cfg.seed)
     sc = cfg.scenario
-    data = load_dataset(sc.dataset, sc.data_root)
-    stream = build_stream(sc, data, cfg.seed)
     strategy_cfg = strategy_config(cfg)
     ours = [BlockActivity(sample_test_data(stream, 100, cfg.seed))]  # metrics that hold test data (not checkpointed)
     if sc.anytime_every:
