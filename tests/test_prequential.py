@@ -111,3 +111,15 @@ def test_report_plots_prequential_accuracy(make_config, tmp_path):
     assert "prequential_accuracy.png" in text and (tmp_path / "report" / "prequential_accuracy.png").is_file()
     m = json.loads((run / "metrics.json").read_text())
     assert f"{100 * m['prequential']['cumulative']:.2f}" in text
+
+
+def test_anytime_and_prequential_count_every_stream_sample_of_large_minibatches(make_config, run_dir):
+    """Statistics learners take their minibatches 4096 samples at a time; both metrics must count
+    every stream sample of them (anytime counted only the recipe's batch size of each)."""
+    from ffcl.data import load_dataset
+    from ffcl.experiment import run_experiment
+
+    cfg = make_config("online_split_digits", "slda", ["scenario.anytime_every=100"])
+    m = run_experiment(cfg, run_dir, quiet=True)
+    n_train = len(load_dataset("digits").y_train)
+    assert m["anytime"][-1]["samples"] == n_train and m["prequential"]["samples"] == n_train

@@ -18,7 +18,7 @@ import torch
 from avalanche.evaluation import PluginMetric
 from avalanche.evaluation.metric_results import MetricValue
 
-__all__ = ["AnytimeAccuracy", "seen_test_data", "eval_mode"]
+__all__ = ["AnytimeAccuracy", "seen_test_data", "eval_mode", "stream_samples"]
 
 NAME = "Anytime_Acc/train_phase/seen_so_far"
 
@@ -38,6 +38,14 @@ def eval_mode(model: torch.nn.Module) -> Iterator[None]:
             yield
     finally:
         model.train(was_training)
+
+
+def stream_samples(strategy: Any) -> int:
+    """How many of the current training minibatch's samples are the stream's own: replay appends
+    its samples after them, so at most the training loader's batch size (which statistics learners
+    set far above the recipe's ``batch_size``)."""
+    batch = getattr(getattr(strategy, "dataloader", None), "batch_size", None) or strategy.train_mb_size
+    return min(len(strategy.mb_y), batch)
 
 
 class AnytimeAccuracy(PluginMetric[float]):
@@ -87,7 +95,7 @@ class AnytimeAccuracy(PluginMetric[float]):
             return None
         # minibatches may carry replayed samples after the stream's own: count only the stream's
         limit = len(strategy.experience.dataset) * strategy.train_epochs
-        self._in_exp = min(limit, self._in_exp + min(len(strategy.mb_y), strategy.train_mb_size))
+        self._in_exp = min(limit, self._in_exp + stream_samples(strategy))
         if self._seen + self._in_exp < self._next:
             return None
         while self._next <= self._seen + self._in_exp:

@@ -26,6 +26,8 @@ import torch
 from avalanche.evaluation import PluginMetric
 from avalanche.evaluation.metric_results import MetricValue
 
+from .anytime import stream_samples
+
 __all__ = ["PrequentialAccuracy", "CUMULATIVE", "WINDOW"]
 
 CUMULATIVE = "Prequential_Acc/train_phase/cumulative"
@@ -93,8 +95,7 @@ class PrequentialAccuracy(PluginMetric[float]):
     def after_forward(self, strategy: Any) -> None:
         if not strategy.is_training or strategy.clock.train_exp_epochs > 0:  # later epochs have seen the data
             return
-        batch = getattr(getattr(strategy, "dataloader", None), "batch_size", None) or strategy.train_mb_size
-        own = min(len(strategy.mb_y), batch, len(strategy.experience.dataset) - self._in_exp)
+        own = min(stream_samples(strategy), len(strategy.experience.dataset) - self._in_exp)
         if own <= 0:
             return
         self._pending.append((strategy.mb_output[:own].argmax(1) == strategy.mb_y[:own]).detach())
