@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from ffcl.compare import format_markdown, grid_cells, run_grid, summarize_runs, write_comparison
-from ffcl.experiment import write_benchmark
+from ffcl.experiment import check_benchmark, write_benchmark
 
 GRID = "ncm,slda,genclass,replay_free,naive,ewc,si,lwf,replay,gem,agem,gdumb,joint,ff,sffa,sffa_alloc,sffa_replay"  # the replay-free anchors first: they stay in every table
 MORE = "sffa_ewc,sffa_agem,sffa_alloc_shift,sffa_replay_shift"  # add with --strategies (A-GEM on SFFA alone takes ~13 min; the shift variants are for digits)
@@ -27,8 +27,11 @@ def main() -> None:
     p.add_argument("--strategies", default=GRID)
     p.add_argument("--seeds", default="0")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/ci"))
+    p.add_argument("--dry-run", action="store_true", help="check the arguments, recipes and data sets; run nothing")
     args = p.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
+    if args.dry_run:
+        return print(check_benchmark(strategies=args.strategies.split(","), scenarios=args.scenarios.split(",")))
     everything = []
     for scenario in args.scenarios.split(","):
         out = args.out / scenario

@@ -15,7 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from ffcl.experiment import write_benchmark
+from ffcl.experiment import check_benchmark, write_benchmark
 
 VARIANTS = {
     "npair_k4_collab": [],  # the default: N-pair margin over 4 negatives, layer collaboration
@@ -33,7 +33,10 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--variants", default=",".join(VARIANTS))
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/df_variants.json"))
+    p.add_argument("--dry-run", action="store_true", help="check the arguments, recipes and data sets; run nothing")
     args = p.parse_args()
+    if args.dry_run:
+        return print(check_benchmark(scenarios=[args.scenario], names={"variant": (args.variants.split(","), VARIANTS)}))
     results = []
     for name in args.variants.split(","):
         run_dir = Path(tempfile.mkdtemp(prefix="ffcl-df-")) / "run"

@@ -28,7 +28,7 @@ import numpy as np
 
 from ffcl.config import load_strategy
 from ffcl.data import load_dataset
-from ffcl.experiment import write_benchmark
+from ffcl.experiment import check_benchmark, write_benchmark
 from ffcl.strategies import build_strategy
 
 
@@ -82,8 +82,11 @@ def main() -> None:
     p.add_argument("--runs", type=Path, help="where the run directories go (default: a temporary folder)")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/long_stream.json"))
     p.add_argument("--plot", type=Path, help="write the resident memory per experience of every learner here (PNG)")
+    p.add_argument("--dry-run", action="store_true", help="check the arguments, recipes and data sets; run nothing")
     args = p.parse_args()
     hidden = [int(h) for h in args.hidden.split(",")]
+    if args.dry_run:
+        return print(check_benchmark(strategies=args.learners.split(","), datasets=["mnist"]))
     runs = args.runs or Path(tempfile.mkdtemp(prefix="ffcl-long-stream-"))
     runs.mkdir(parents=True, exist_ok=True)
     n_classes = permuted_mnist_npz(runs / "permuted_mnist.npz", 2 * args.experiences, args.train_per_class,

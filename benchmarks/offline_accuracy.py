@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 from ffcl.data import load_dataset
-from ffcl.experiment import load_learner, write_benchmark
+from ffcl.experiment import check_benchmark, load_learner, write_benchmark
 from ffcl.nn import MLP
 
 CHUNK = 100  # images per inference call (x10 candidates = 1000 rows, the cache-friendly size)
@@ -67,9 +67,14 @@ def main() -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[])
     p.add_argument("--eval-images", type=int, default=2000)
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/offline_accuracy.json"))
+    p.add_argument("--dry-run", action="store_true", help="check the arguments, recipes and data sets; run nothing")
     args = p.parse_args()
 
     epochs = dict(item.split("=") for item in args.epochs.split(",") if item)
+    if args.dry_run:
+        learners = args.learners.split(",")
+        return print(check_benchmark(strategies=learners, datasets=args.datasets.split(","),
+                                     names={"--epochs learner": (epochs, learners)}))
     results = []
     for dataset in args.datasets.split(","):
         data = load_dataset(dataset)

@@ -27,7 +27,7 @@ from avalanche.training.plugins import EvaluationPlugin
 
 from ffcl.config import load_strategy
 from ffcl.data import TensorData, load_dataset, make_stream
-from ffcl.experiment import write_benchmark
+from ffcl.experiment import check_benchmark, write_benchmark
 from ffcl.nn.ff import FFNet
 from ffcl.strategies import build_strategy
 from ffcl.strategies.ff_template import sample_negatives
@@ -101,8 +101,12 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/online_throughput.json"))
+    p.add_argument("--dry-run", action="store_true", help="check the arguments, recipes and data sets; run nothing")
     args = p.parse_args()
     hidden = [int(h) for h in args.hidden.split(",")]
+    if args.dry_run:
+        return print(check_benchmark(datasets=["mnist"], names={"learner": (args.learners.split(","), LEARNERS),
+                                                                    "mode": (args.modes.split(","), MODES)}))
     data = subset(load_dataset("mnist"), args.samples, args.seed)
     stream = make_stream(data, 2)
     tensors = [(data.x_train[torch.isin(data.y_train, torch.tensor(c))], data.y_train[torch.isin(data.y_train, torch.tensor(c))])

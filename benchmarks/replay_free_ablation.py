@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from ffcl.compare import COLUMNS, format_markdown, grid_cells, run_grid, summarize_runs
-from ffcl.experiment import write_benchmark
+from ffcl.experiment import check_benchmark, write_benchmark
 
 RF = "strategy.learner_args"
 VARIANTS = {  # name (also the run directory): overrides of the replay_free recipe (4000 units, standardised images)
@@ -42,8 +42,12 @@ def main() -> None:
     p.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated names from VARIANTS")
     p.add_argument("--seeds", default="0")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/replay_free_ablation"))
+    p.add_argument("--dry-run", action="store_true", help="check the arguments, recipes and data sets; run nothing")
     args = p.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
+    if args.dry_run:
+        return print(check_benchmark(strategies=["replay_free"], scenarios=args.scenarios.split(","),
+                                     names={"variant": (args.variants.split(","), VARIANTS)}))
     rows, text = [], []
     for scenario in args.scenarios.split(","):
         t = time.perf_counter()

@@ -31,7 +31,7 @@ from ffcl import StreamLearner
 from ffcl.config import RunConfig, load_scenario, load_strategy
 from ffcl.data import load_dataset, make_stream
 from ffcl.data.loaders import dataset_tensors
-from ffcl.experiment import run_experiment, write_benchmark
+from ffcl.experiment import check_benchmark, run_experiment, write_benchmark
 
 
 def stream_batches(stream, batch: int, seed: int, limit: int):
@@ -64,7 +64,10 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-run", action="store_true", help="skip the `ffcl run` comparison")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/stream_learner.json"))
+    p.add_argument("--dry-run", action="store_true", help="check the arguments, recipes and data sets; run nothing")
     args = p.parse_args()
+    if args.dry_run:
+        return print(check_benchmark(strategies=args.recipes.split(","), scenarios=["online_split_mnist"], datasets=["mnist"]))
     warnings.simplefilter("ignore")
     hidden = [int(h) for h in args.hidden.split(",")]
     data = load_dataset("mnist")

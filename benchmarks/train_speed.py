@@ -22,7 +22,7 @@ from avalanche.training.plugins import EvaluationPlugin
 
 from ffcl.config import load_strategy
 from ffcl.data import TensorData, load_dataset, make_stream
-from ffcl.experiment import write_benchmark
+from ffcl.experiment import check_benchmark, write_benchmark
 from ffcl.strategies import build_strategy
 
 
@@ -33,7 +33,10 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/train_speed.json"))
+    p.add_argument("--dry-run", action="store_true", help="check the arguments, recipes and data sets; run nothing")
     args = p.parse_args()
+    if args.dry_run:
+        return print(check_benchmark(strategies=args.learners.split(","), datasets=["mnist"]))
     full = load_dataset("mnist")
     data = TensorData("mnist", full.x_train[: args.samples], full.y_train[: args.samples], full.x_test[:100], full.y_test[:100], full.class_names)
     experience = make_stream(data, 1).train_stream[0]

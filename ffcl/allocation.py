@@ -165,24 +165,32 @@ class NeuronAllocation(SupervisedPlugin):
                 stacklevel=2,
             )
 
+    def before_training_epoch(self, strategy: Any, **kwargs: Any) -> None:
+        # once per epoch, so that no training step synchronises with the host: the loader's classes
+        # get their neurons now (a loader that is not ffcl's: per minibatch), and the frozen units are fixed until freeze()
+        labels = strategy.training_labels() if callable(getattr(strategy, "training_labels", None)) else None
+        self._per_step = labels is None
+        if labels is not None:
+            self.allocate([c for c in labels.tolist() if not self.model.frozen[c]])
+        self._frozen = [(m, bool(m.any())) for m in map(self.frozen_units, self.model.blocks)]
+
     def before_training_iteration(self, strategy: Any, **kwargs: Any) -> None:
-        self.allocate([int(c) for c in strategy.mb_y.unique() if not self.model.frozen[c]])
+        if getattr(self, "_per_step", True):
+            self.allocate([int(c) for c in strategy.mb_y.unique() if not self.model.frozen[c]])
 
     def after_backward(self, strategy: Any, **kwargs: Any) -> None:
-        for block in self.model.blocks:
-            frozen = self.frozen_units(block)
-            if frozen.any():
+        for block, (frozen, some) in zip(self.model.blocks, self._frozen):
+            if some:
                 for p in block.parameters():
                     if p.grad is not None:
-                        p.grad[..., frozen] = 0
+                        p.grad.masked_fill_(frozen, 0)  # frozen indexes the last dim (units)
 
     def after_update(self, strategy: Any, **kwargs: Any) -> None:
         with torch.no_grad():
-            for block, snap in zip(self.model.blocks, self.snapshots):
-                frozen = self.frozen_units(block)
-                if frozen.any():
+            for block, snap, (frozen, some) in zip(self.model.blocks, self.snapshots, self._frozen):
+                if some:
                     for name, p in block.named_parameters():
-                        p[..., frozen] = snap[name][..., frozen]
+                        p.copy_(torch.where(frozen, snap[name], p))
 
     def after_training_exp(self, strategy: Any, **kwargs: Any) -> None:
         if self.freeze_after_experience and getattr(strategy.experience, "is_last_subexp", True) and self.new_classes:  # online: at the end of the origin experience

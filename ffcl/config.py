@@ -38,6 +38,7 @@ SCENARIO_KINDS = ("class_incremental", "joint", "drift")
 DRIFTS = ("rotate", "noise")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 DEVICES = ("auto", "cpu", "cuda")
+NETS = ("mlp", "vgg", "resnet", "mobilenet")  # ffcl.nn.conv.NETS (not imported here: config loads without torch)
 
 
 class ConfigError(ValueError):
@@ -116,9 +117,15 @@ class StrategyConfig:
     ``ffcl.strategies``); ``learner_args`` are its own arguments; ``plugins`` maps registered
     plugin names (``ewc``, ``replay``, ...) to their arguments, so one recipe composes a learner
     with Avalanche plugins.
+
+    ``net`` is the network the learner trains: ``mlp`` (``hidden`` lists the layer widths) or a
+    convolutional net, ``vgg``, ``resnet`` or ``mobilenet`` (``hidden`` lists the stages' channels;
+    ``ffcl.nn.conv``), for the back-propagation learners and the FF learners alike. On a conv net an
+    FF learner's label enters as a learned plane (the label-code and k-WTA arguments are MLP-only).
     """
 
     learner: str = "mlp"
+    net: str = "mlp"
     hidden: list[int] = field(default_factory=lambda: [400, 400])
     epochs: int = 1
     batch_size: int = 128
@@ -133,6 +140,7 @@ class StrategyConfig:
 
     def validate(self, where: str) -> None:
         _choice(where, "optimizer", self.optimizer, OPTIMIZERS)
+        _choice(where, "net", self.net, NETS)
         for key in ("epochs", "batch_size", "eval_batch_size"):
             _positive(where, key, getattr(self, key))
         if not math.isfinite(self.lr) or self.lr <= 0:

@@ -29,7 +29,7 @@ import shutil
 import sys
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from itertools import groupby
 from pathlib import Path
 from typing import Any, Callable
@@ -46,8 +46,8 @@ from avalanche.training.plugins import EvaluationPlugin
 from tqdm.auto import tqdm
 
 from .allocation import NeuronAllocation
-from .config import ConfigError, RunConfig, ScenarioConfig, StrategyConfig, from_dict, to_dict
-from .data import Stream, load_dataset, make_stream
+from .config import ConfigError, RunConfig, ScenarioConfig, StrategyConfig, from_dict, load_scenario, load_strategy, to_dict
+from .data import DataError, Stream, load_dataset, make_stream
 from .data.loaders import dataset_tensors
 from .data.streams import make_drift_stream
 from . import trust
@@ -58,7 +58,7 @@ from .metrics import (AnytimeAccuracy, BlockActivity, MatrixSummary, Prequential
 from .progress import ProgressPlugin
 from .strategies import build_strategy
 
-__all__ = ["RunError", "run_experiment", "dry_run", "resolve_device", "load_run_config", "load_learner", "write_checkpoint"]
+__all__ = ["RunError", "run_experiment", "dry_run", "resolve_device", "load_run_config", "load_learner", "write_checkpoint", "write_benchmark", "check_benchmark"]
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -444,6 +444,33 @@ def write_benchmark(path: Path, **fields: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     _write_json(path, {"command": " ".join(sys.argv), **fields, "machine": machine_info()})
     print(f"wrote {path}")
+
+
+def check_benchmark(*, strategies: Iterable[str] = (), scenarios: Iterable[str] = (), datasets: Iterable[str] = (),
+                    names: dict[str, tuple[Iterable[str], Iterable[str]]] | None = None) -> str:
+    """A benchmark's ``--dry-run``: the strategy and scenario recipes it names load, its data sets
+    are available here, and every other name (``names``: what -> (given, allowed)) is known. Raises
+    :class:`~ffcl.config.ConfigError` with what to change; returns what was checked. The data sets
+    of the scenarios are checked too."""
+    strategies, scenarios, datasets = list(strategies), list(scenarios), list(datasets)
+    for name in strategies:
+        load_strategy(name)
+    for name in scenarios:
+        dataset = load_scenario(name).dataset
+        datasets += [] if dataset in datasets or dataset.startswith(("npz:", "folder:")) else [dataset]
+    for name in datasets:
+        try:
+            load_dataset(name)
+        except DataError as e:
+            raise ConfigError(str(e)) from None
+    for what, (given, allowed) in (names or {}).items():
+        allowed = list(allowed)
+        for name in given:
+            if name not in allowed:
+                raise ConfigError(f"unknown {what} '{name}'; choose from: {', '.join(allowed)}")
+    checked = [f"{len(v)} {k}" for k, v in (("strategy recipe(s)", strategies), ("scenario(s)", scenarios), ("data set(s)", datasets)) if v]
+    checked += [f"{len(list(given))} {what}(s)" for what, (given, _) in (names or {}).items()]
+    return f"dry run, nothing run or written: checked {', '.join(checked) or 'the arguments'}"
 
 
 def write_checkpoint(strategy: Any, path: str | Path) -> None:

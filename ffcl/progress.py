@@ -27,8 +27,8 @@ class ProgressPlugin(SupervisedPlugin):
         self.bar = tqdm(total=total, desc=f"train exp {exp}", leave=False, unit="it")
 
     def after_training_iteration(self, strategy: Any, **kwargs: Any) -> None:
-        if self.bar is not None:
-            self.bar.update(1)
+        # the loss is read (a host synchronisation on a GPU) only when tqdm redraws, a few times a second
+        if self.bar is not None and self.bar.update(1):
             self.bar.set_postfix(loss=f"{strategy.loss.item():.3f}", refresh=False)
 
     def after_training_exp(self, strategy: Any, **kwargs: Any) -> None:

@@ -98,6 +98,10 @@ class TensorLoader:
             idx = perm[i * bs : (i + 1) * bs]
             yield [t[idx] for t in self.tensors]
 
+    def labels(self) -> torch.Tensor:
+        """The distinct labels this loader yields, sorted (one host synchronisation)."""
+        return self.tensors[1].unique()
+
     def __getstate__(self) -> dict[str, Any]:
         # a loader is rebuilt for every experience; checkpoints need not carry its data
         return {**self.__dict__, "tensors": [t[:0] for t in self.tensors], "n": 0}
@@ -127,6 +131,9 @@ class ReplayTensorLoader(TensorLoader):
             idx = next(mem)
             yield [torch.cat([b, t[idx]]) for b, t in zip(batch, self.memory)]
 
+    def labels(self) -> torch.Tensor:
+        return torch.cat([self.tensors[1], self.memory[1]]).unique()
+
     def __getstate__(self) -> dict[str, Any]:
         return {**super().__getstate__(), "memory": [t[:0] for t in self.memory]}
 
@@ -152,6 +159,12 @@ class TensorLoaders:
             raise DataError(f"the experience has label {top}, but the learner was built for {capacity} classes (labels 0-{capacity - 1}); "
                             f"build it with num_classes >= {top + 1}")
         self.dataloader = TensorLoader(tensors, self.train_mb_size, shuffle=shuffle, drop_last=drop_last)
+
+    def training_labels(self) -> torch.Tensor | None:
+        """The distinct labels the training loader yields, replayed ones included (one host
+        synchronisation, so a training step need not make one), or None for a loader that is not ffcl's."""
+        labels = getattr(self.dataloader, "labels", None)
+        return labels() if callable(labels) else None
 
     def make_eval_dataloader(self, **kwargs: Any) -> None:
         tensors = dataset_tensors(self.adapted_dataset, self.device)

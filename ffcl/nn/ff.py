@@ -177,24 +177,27 @@ class FFBlock(nn.Module):
         idx = topk_last((z * gain).view_as(p), self.k)[1]
         return p.gather(-1, idx), idx
 
-    def pass_on(self, vals: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def pass_on(self, vals: torch.Tensor, idx: torch.Tensor, detach: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         """The next block's input from the winners: each part RMS-normalised over its whole width
         (exactly :func:`rms_normalize` of the k-WTA output), detached, as sparse (indices, values)."""
         width = self.units // self.parts
-        vals = vals.detach()
+        vals = vals.detach() if detach else vals
         vals = vals / (vals.pow(2).sum(-1, keepdim=True) / width + 1e-6).sqrt()
         idx = idx + torch.arange(self.parts, device=idx.device)[:, None] * width
         return idx.reshape(-1, self.parts * self.k), vals.reshape(-1, self.parts * self.k)
 
-    def forward(self, x: torch.Tensor, codes: torch.Tensor, labels: torch.Tensor, below: Below = None) -> tuple[torch.Tensor, Below]:
+    def forward(self, x: torch.Tensor, codes: torch.Tensor, labels: torch.Tensor, below: Below = None,
+                detach: bool = True) -> tuple[torch.Tensor, Below]:
         """x [B, Din], codes [classes, Dc], labels [B, K] -> (activity [B, K, units], what the next
-        block receives: the normalised activity, detached, so no gradient crosses the boundary)."""
+        block receives: the normalised activity, detached so that no gradient crosses the boundary;
+        ``detach=False`` lets the next block's loss reach this block, for overlapping updates)."""
         z = self.activation(x, codes, labels, below)
         if not self.sparse:
-            return z, rms_normalize(z, self.split).detach()
+            nxt = rms_normalize(z, self.split)
+            return z, nxt.detach() if detach else nxt
         vals, idx = self.winners(z)
         h = vals.new_zeros(*vals.shape[:-1], self.units // self.parts).scatter(-1, idx, vals)
-        return h.view(z.shape), self.pass_on(vals, idx)
+        return h.view(z.shape), self.pass_on(vals, idx, detach)
 
 
 class FFNet(nn.Module):
@@ -291,12 +294,13 @@ class FFNet(nn.Module):
             x = (x - x.mean(1, keepdim=True)) / (x.std(1, keepdim=True) + 1e-6)
         return x
 
-    def activities(self, x: torch.Tensor, labels: torch.Tensor) -> list[torch.Tensor]:
-        """Each block's activity [B, K, units] for images x and candidate labels [B, K]."""
+    def activities(self, x: torch.Tensor, labels: torch.Tensor, detach: list[bool] | None = None) -> list[torch.Tensor]:
+        """Each block's activity [B, K, units] for images x and candidate labels [B, K]; ``detach[i]``
+        False passes block i's output on with its graph (default: every output detached)."""
         x = self.encode(x)
         out, below = [], None
-        for block in self.blocks:
-            a, below = block(x, self.codes, labels, below)
+        for i, block in enumerate(self.blocks):
+            a, below = block(x, self.codes, labels, below, detach=True if detach is None else detach[i])
             out.append(a)
         return out
 

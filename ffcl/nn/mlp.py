@@ -7,7 +7,20 @@ import math
 import torch
 from torch import nn
 
-__all__ = ["MLP"]
+__all__ = ["MLP", "widen_classifier"]
+
+
+def widen_classifier(model: nn.Module, num_classes: int) -> None:
+    """Widen ``model.classifier`` to ``num_classes`` outputs (new rows freshly initialised, old rows
+    kept). The classifier becomes a new parameter; Avalanche's ``make_optimizer`` re-registers it."""
+    old = model.classifier
+    if num_classes <= old.out_features:
+        return
+    new = nn.Linear(old.in_features, num_classes).to(old.weight.device)
+    with torch.no_grad():
+        new.weight[: old.out_features] = old.weight
+        new.bias[: old.out_features] = old.bias
+    model.classifier = new
 
 
 class MLP(nn.Module):
@@ -32,16 +45,8 @@ class MLP(nn.Module):
         return self.classifier.out_features
 
     def grow(self, num_classes: int) -> None:
-        """Widen the output layer to ``num_classes`` (new rows freshly initialised, old rows kept).
-        The classifier becomes a new parameter; Avalanche's ``make_optimizer`` re-registers it."""
-        old = self.classifier
-        if num_classes <= old.out_features:
-            return
-        new = nn.Linear(old.in_features, num_classes).to(old.weight.device)
-        with torch.no_grad():
-            new.weight[: old.out_features] = old.weight
-            new.bias[: old.out_features] = old.bias
-        self.classifier = new
+        """Widen the output layer to ``num_classes`` (see :func:`widen_classifier`)."""
+        widen_classifier(self, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))

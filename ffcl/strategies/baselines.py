@@ -53,8 +53,8 @@ class TensorJoint(TensorLoaders, JointTraining):
 
 
 def _bp(ctx: BuildContext, template: type[SupervisedTemplate], **kwargs: object) -> SupervisedTemplate:
-    """An Avalanche template training a fresh back-propagation MLP with cross-entropy."""
-    model = ctx.mlp()
+    """An Avalanche template training a fresh back-propagation network (the recipe's ``net``) with cross-entropy."""
+    model = ctx.bp_net()
     return template(
         model=model, optimizer=ctx.optimizer(model.parameters()), criterion=nn.CrossEntropyLoss(),
         **kwargs, **ctx.template_kwargs(),
@@ -224,7 +224,7 @@ def dgr(ctx: BuildContext, replay_size: int | None = None, increasing_replay_siz
     No image is stored; generated ones are replayed. Avalanche's generator is built for 1x28x28 images."""
     if tuple(ctx.input_shape) != (1, 28, 28):
         raise ConfigError(f"learner 'dgr': Avalanche's default generator takes 1x28x28 images (MNIST, Fashion-MNIST), not {'x'.join(map(str, ctx.input_shape))}")
-    model = ctx.mlp()
+    model = ctx.bp_net()
     return GenerativeReplay(
         model=model, optimizer=ctx.optimizer(model.parameters()), criterion=nn.CrossEntropyLoss(),
         replay_size=replay_size, increasing_replay_size=increasing_replay_size, **ctx.template_kwargs(),

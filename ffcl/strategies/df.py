@@ -8,7 +8,6 @@ once, and layer collaboration lets each layer see (without gradient) what the ot
 
 from __future__ import annotations
 
-from ..nn.ff import FFNet
 from ..objectives import DistanceNPair
 from .ff_template import FFTemplate
 from .registry import BuildContext, register_learner
@@ -32,9 +31,8 @@ def df(
 ) -> FFTemplate:
     """DF with an N-pair margin loss over ``n_negatives`` wrong labels per image (by default the
     hardest: +1.6 points after one MNIST epoch, docs/learners.md)."""
-    model = FFNet(
-        ctx.input_shape, ctx.blocks(), ctx.num_classes, DistanceNPair(gamma, margin),
-        code="random", code_dim=code_dim, code_p=code_p, code_scale=code_scale,
+    model = ctx.ff_net(
+        DistanceNPair(gamma, margin), code="random", code_dim=code_dim, code_p=code_p, code_scale=code_scale,
         standardize_input=standardize_input, residual=True, seed=seed,
     )
     return FFTemplate(

@@ -9,7 +9,6 @@ batched pass.
 
 from __future__ import annotations
 
-from ..nn.ff import FFNet
 from ..objectives import HintonFF
 from .ff_template import FFTemplate
 from .registry import BuildContext, register_learner
@@ -30,10 +29,8 @@ def ff(
     """Hinton FF. ``theta`` is the goodness threshold (``None``: each layer's width, as loeweX; the
     default 30 was measured best, docs/learners.md); ``residual`` also feeds the image and
     label to every layer (as SFFA does); ``score_first_layer`` counts the first layer's goodness."""
-    model = FFNet(
-        ctx.input_shape, ctx.blocks(), ctx.num_classes, HintonFF(theta),
-        code="onehot", residual=residual, skip_first_in_score=not score_first_layer, seed=seed,
-    )
+    model = ctx.ff_net(HintonFF(theta), score_layers="all" if score_first_layer else "skip_first",
+                       code="onehot", residual=residual, seed=seed)
     return FFTemplate(
         model=model, optimizer=ctx.optimizer(model.parameters()), negatives=negatives,
         n_negatives=n_negatives, update=update, peer_normalization=peer_normalization, **ctx.template_kwargs(),

@@ -37,7 +37,7 @@ from ..objectives import peer_normalization
 __all__ = ["FFTemplate", "ScoreCrossEntropy", "sample_negatives", "NEGATIVES"]
 
 NEGATIVES = ("random", "hardest", "all")
-UPDATES = ("fused", "blockwise")
+UPDATES = ("fused", "blockwise", "overlap")
 
 
 class ScoreCrossEntropy(torch.nn.Module):
@@ -52,24 +52,27 @@ class ScoreCrossEntropy(torch.nn.Module):
     def forward(self, scores: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         inactive = scores <= NEG / 2
         unseen = inactive.gather(1, y[:, None])  # [B, 1]: the sample's class has no score yet
-        if unseen.any():
-            floor = scores.masked_fill(inactive, float("inf")).amin(1, keepdim=True)
-            floor = floor.masked_fill(floor.isinf(), 0.0)  # nothing seen at all: every class alike
-            scores = torch.where(inactive & unseen, floor, scores)
+        floor = scores.masked_fill(inactive, float("inf")).amin(1, keepdim=True)
+        floor = floor.masked_fill(floor.isinf(), 0.0)  # nothing seen at all: every class alike
+        scores = torch.where(inactive & unseen, floor, scores)  # always computed: no host synchronisation
         return F.cross_entropy(scores / self.temperature, y)
 
 
 def sample_negatives(
     y: torch.Tensor, classes: torch.Tensor, k: int, mode: str = "random", scores: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """Wrong labels [B, K'] for true labels y, drawn from ``classes`` (the active classes).
+    """Wrong labels [B, K'] for true labels y, drawn from ``classes`` (the sorted candidate
+    classes, which must hold every label of y).
 
     ``random``: K distinct wrong labels uniformly (never the true one, pitfall 5 of algorithms.md);
     ``hardest``: the K wrong labels with the highest ``scores`` [B, len(classes)];
     ``all``: every other class (K' = len(classes) - 1). K' = min(k, len(classes) - 1).
+    Index arithmetic only (no boolean masks): no host synchronisation on a GPU.
     """
     c = len(classes)
-    others = classes.expand(len(y), c)[classes[None, :] != y[:, None]].view(len(y), c - 1)
+    j = torch.arange(c - 1, device=y.device)
+    wrong = j + (j >= torch.searchsorted(classes, y)[:, None])  # [B, c-1]: positions of the other classes
+    others = classes[wrong]
     if mode == "all" or c - 1 <= k:
         return others
     if mode == "random":
@@ -77,8 +80,7 @@ def sample_negatives(
     elif mode == "hardest":
         if scores is None:
             raise ValueError("hardest negatives need the candidates' scores")
-        wrong = scores[classes[None, :] != y[:, None]].view(len(y), c - 1)
-        idx = wrong.topk(k, dim=1).indices
+        idx = scores.gather(1, wrong).topk(k, dim=1).indices
     else:
         raise ValueError(f"negatives must be one of {', '.join(NEGATIVES)}, got '{mode}'")
     return others.gather(1, idx)
@@ -110,7 +112,12 @@ class FFTemplate(TensorLoaders, SupervisedTemplate):
     :param n_negatives: negatives per sample (K).
     :param collaboration: add the other layers' detached goodness to each layer's scores before
         its loss (layer collaboration, used by DF).
-    :param update: ``fused`` (one backward of the summed local losses) or ``blockwise``.
+    :param update: ``fused`` (one backward of the summed local losses), ``blockwise`` (the same
+        gradients, one block's graph alive at a time) or ``overlap``: the Trifecta's overlapping
+        local updates (seeds/001, algorithms.md 2c): on even iterations the even blocks compute a
+        loss, on odd ones the odd blocks, and each loss also reaches the block below it (whose output
+        passes on undetached), so the gradient windows alternate between {0}, {1, 2}, {3, 4}, ...
+        and {0, 1}, {2, 3}, ...
     :param hybrid_negatives: self-generated negatives per sample (``ffcl.allocation.hybrid_images``:
         two batch images of different classes blended through a blurred mask, shown as a negative
         with the labels of both).
@@ -146,6 +153,8 @@ class FFTemplate(TensorLoaders, SupervisedTemplate):
         check_plugins(kwargs.get("plugins") or [])
         kwargs.setdefault("criterion", ScoreCrossEntropy())
         super().__init__(model=model, optimizer=optimizer, **kwargs)
+        if peer_normalization and not all(hasattr(b, "mean_activity") for b in model.blocks):
+            raise ConfigError("peer_normalization works on MLP blocks only; set it to 0 for a conv net")
         self.negatives, self.n_negatives = negatives, n_negatives
         self.collaboration, self.update = collaboration, update
         self.hybrid_negatives = hybrid_negatives
@@ -170,6 +179,25 @@ class FFTemplate(TensorLoaders, SupervisedTemplate):
 
     # ---------------------------------------------------------------- the local training step
 
+    def _before_training_epoch(self, **kwargs: Any) -> None:
+        self._plan = None
+        labels = self.training_labels()  # all the loader's labels, once: then no training step synchronises
+        if labels is not None:
+            self._plan = self._class_plan(labels)
+        super()._before_training_epoch(**kwargs)
+
+    def _class_plan(self, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(inference candidates, negative candidates) for minibatches whose labels are among ``labels``:
+        the classes seen so far and these labels; negatives only from those whose neurons still learn
+        (neuron allocation freezes old classes), unless a label is frozen itself (replay)."""
+        model: FFNet = self.model
+        seen = model.active.clone()
+        seen[labels] = True
+        active = seen.nonzero().flatten()
+        if model.frozen[labels].any():
+            return active, active
+        return active, (seen & ~model.frozen).nonzero().flatten()
+
     def forward(self) -> torch.Tensor:
         if not self.is_training:
             return super().forward()
@@ -177,10 +205,8 @@ class FFTemplate(TensorLoaders, SupervisedTemplate):
         x, y = self.mb_x, self.mb_y
         known = model.active.clone()  # the classes seen before this minibatch: the only candidates of its output
         model.activate(y)
-        active = model.active_classes()
-        classes = model.trainable_classes()  # neuron allocation freezes old classes: no negatives from them
-        if not torch.isin(y, classes).all():
-            classes = active
+        # a loader that is not ffcl's: the candidates from this minibatch's labels (a host synchronisation per step)
+        active, classes = getattr(self, "_plan", None) or self._class_plan(y)
         with torch.no_grad():  # class scores before the update (sparse path where it exists): the output
             seen = model.infer_scores(x, active.expand(len(y), -1))  # training metrics read, and hardest negatives
         output = seen.new_full((len(y), model.max_classes), NEG)
@@ -195,9 +221,16 @@ class FFTemplate(TensorLoaders, SupervisedTemplate):
             idx = torch.randint(0, len(y), (n_hybrid,), device=y.device)
             images, partner = hybrid_images(x[idx], y[idx])
             self._hybrid = (images, torch.stack([y[idx], y[idx][partner]], dim=1))  # negative for both sources
-        # fused: activities for the local losses now; blockwise: block by block in criterion()
-        self._acts = model.activities(x, self._labels) if self.update == "fused" else None
+        # fused/overlap: activities for the local losses now; blockwise: block by block in criterion()
+        self._loss_blocks = self.loss_blocks(self.clock.train_iterations)
+        detach = [i in self._loss_blocks for i in range(len(model.blocks))] if self.update == "overlap" else None
+        self._acts = None if self.update == "blockwise" else model.activities(x, self._labels, detach)
         return output
+
+    def loss_blocks(self, iteration: int) -> list[int]:
+        """The blocks whose local losses count at a training iteration (all but with ``overlap``)."""
+        blocks = range(len(self.model.blocks))
+        return [i for i in blocks if i % 2 == iteration % 2] if self.update == "overlap" else list(blocks)
 
     def _contexts(self, goodness: torch.Tensor) -> list[torch.Tensor | None]:
         """For layer collaboration: the detached goodness of all *other* layers, per layer."""
@@ -225,9 +258,9 @@ class FFTemplate(TensorLoaders, SupervisedTemplate):
         extra = sum(obj.negative_loss(h.flatten(0, 1)) for h in hybrid if h is not None)
         if self._labels.shape[1] < 2 and self._hybrid is None:  # one class and no negatives: nothing to contrast
             return sum(p.sum() * 0 for p in model.parameters())
-        if self.update == "fused":
+        if self.update != "blockwise":
             contexts = self._contexts(model.goodness(self._acts))
-            return extra + sum(self._local_loss(b, a, c) for b, a, c in zip(model.blocks, self._acts, contexts))
+            return extra + sum(self._local_loss(model.blocks[i], self._acts[i], contexts[i]) for i in self._loss_blocks)
         # blockwise: one block's graph alive at a time; same gradients as the fused sum
         x = model.encode(self.mb_x)
         contexts: list[torch.Tensor | None] = [None] * len(model.blocks)

@@ -24,6 +24,10 @@ from avalanche.training.templates import SupervisedTemplate
 
 from ..config import ConfigError, StrategyConfig, check_type
 from ..nn import MLP
+from ..nn.conv import ConvNet
+from ..nn.conv_ff import ConvFFNet
+from ..nn.ff import FFNet
+from ..objectives import Objective
 
 __all__ = [
     "BuildContext",
@@ -78,11 +82,42 @@ class BuildContext:
         """The back-propagation MLP with the recipe's hidden sizes."""
         return MLP(self.input_shape, self.config.hidden, self.num_classes)
 
+    def bp_net(self) -> torch.nn.Module:
+        """The back-propagation network of the recipe's ``net`` and ``hidden``: an :class:`MLP` or a
+        :class:`~ffcl.nn.conv.ConvNet` (conv stages, average pooling, a linear classifier)."""
+        c = self.config
+        if c.net == "mlp":
+            return self.mlp()
+        return ConvNet(c.net, self._image_shape(), self.blocks(), self.num_classes)
+
+    def ff_net(self, objective: Objective, *, split: bool = False, score_layers: str = "all", **mlp_args: Any) -> FFNet:
+        """The FF network of the recipe's ``net``: an :class:`FFNet` of ``hidden`` widths (with the
+        MLP-only ``mlp_args``: label codes, k-WTA, residual input, ...) or a :class:`ConvFFNet`."""
+        c = self.config
+        if c.net == "mlp":
+            skip = score_layers == "skip_first"
+            if score_layers not in ("all", "skip_first", "last"):
+                raise ConfigError(f"score_layers must be all, skip_first or last, got '{score_layers}'")
+            model = FFNet(self.input_shape, self.blocks(), self.num_classes, objective, split=split, skip_first_in_score=skip, **mlp_args)
+            if score_layers == "last":
+                model.score_layers = model.score_layers[-1:]
+            return model
+        if score_layers not in ("all", "last"):
+            raise ConfigError(f"score_layers on a conv net must be all or last, got '{score_layers}'")
+        return ConvFFNet(c.net, self._image_shape(), self.blocks(), self.num_classes, objective, split=split,
+                         score_layers=score_layers, standardize_input=bool(mlp_args.get("standardize_input", False)))
+
     def blocks(self) -> list[int]:
         """The recipe's hidden widths, for a learner made of local blocks (it needs at least one)."""
         if not self.config.hidden:
             raise ConfigError(f"learner '{self.config.learner}' is a stack of local blocks: 'hidden' needs at least one width, e.g. [1000]")
         return list(self.config.hidden)
+
+    def _image_shape(self) -> tuple[int, int, int]:
+        if len(self.input_shape) != 3:
+            raise ConfigError(f"net '{self.config.net}' is convolutional and needs images [channels, height, width], "
+                              f"got input shape {tuple(self.input_shape)}; use net = \"mlp\"")
+        return tuple(self.input_shape)  # type: ignore[return-value]
 
     def optimizer(self, params: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
         """The recipe's optimiser over ``params`` (or the caller's, given to :func:`build_strategy`)."""
@@ -163,7 +198,7 @@ def build_strategy(
     ``optimizer`` (e.g. ``lambda params: torch.optim.SGD(params, lr=0.1)``) replaces the recipe's;
     ``eval_every`` is Avalanche's (evaluate every that many epochs on the streams given to
     ``train(..., eval_streams=...)``; plugins such as ``EarlyStoppingPlugin`` need it)."""
-    from . import augment, baselines, df, ff, finetune, gaussian, genclass, schedules, sffa  # noqa: F401  (register the built-in learners and plugins)
+    from . import augment, baselines, df, ff, finetune, gaussian, genclass, schedules, sffa, trifecta  # noqa: F401  (register the built-in learners and plugins)
 
     load_extensions()
 

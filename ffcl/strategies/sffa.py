@@ -39,14 +39,13 @@ def sffa(
     """SFFA with top-``k`` winners per half (``boost``: k-WTA boosting, ffcl.nn.ff.FFBlock) and ``code_dim``-bit random label codes;
     ``hybrid_negatives`` self-generated negatives per sample (see ffcl.allocation)."""
     hidden = ctx.blocks()
-    if not 1 <= k <= min(hidden) // 2:
+    if ctx.config.net == "mlp" and not 1 <= k <= min(hidden) // 2:
         raise ConfigError(f"sffa: 'k' (winners per half of a layer) must lie in 1..{min(hidden) // 2}, got {k}")
     if boost < 0:
         raise ConfigError(f"sffa: 'boost' must be >= 0 (0 turns boosting off), got {boost}")
-    model = FFNet(
-        ctx.input_shape, hidden, ctx.num_classes, SFFA(collapse_weight),
-        code="random", code_dim=code_dim, code_p=code_p, code_scale=code_scale,
-        standardize_input=standardize_input, residual=True, split=True, k=k, boost=boost, seed=seed,
+    model = ctx.ff_net(
+        SFFA(collapse_weight), split=True, code="random", code_dim=code_dim, code_p=code_p, code_scale=code_scale,
+        standardize_input=standardize_input, residual=True, k=k, boost=boost, seed=seed,
     )
     return FFTemplate(
         model=model, optimizer=ctx.optimizer(model.parameters()), negatives=negatives,

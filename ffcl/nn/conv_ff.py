@@ -1,0 +1,94 @@
+"""Convolutional FF networks: the conv stages of :mod:`ffcl.nn.conv` as local blocks that take the label as input.
+
+The label enters as a learned plane per class appended to the image as an extra input channel
+(the Trifecta's ``nn.Embedding(C, H*W)``, seeds/001, algorithms.md section 2; a label code in the
+pixels would vanish after convolution and pooling, pitfall 6). Each stage is one local block:
+back-propagation inside the stage (a ResNet basic block is two convolutions with their shortcut:
+seeds/004's block-local hybrid training), nothing across stages, because each block passes on its
+output RMS-normalised per sample (per half of the channels for positive/negative neurons) and
+detached. Activities are the stage outputs flattened, [batch, candidates, C*H*W], channel-major,
+so an objective that splits units into halves (SFFA) splits the channels. Same interface as
+:class:`~ffcl.nn.ff.FFNet`, so the one FF template trains either.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..objectives import Objective
+from .conv import _image_shape, conv_stages
+from .ff import FFNet, rms_normalize
+
+__all__ = ["ConvFFBlock", "ConvFFNet"]
+
+
+class ConvFFBlock(nn.Module):
+    """One local conv block; the first also holds the label planes ([classes, 1, H, W])."""
+
+    sparse = False
+    split = False
+
+    def __init__(self, stage: nn.Module, *, label_shape: tuple[int, int, int] | None = None, split: bool = False) -> None:
+        super().__init__()
+        self.stage = stage
+        self.label = nn.Parameter(torch.randn(*label_shape)) if label_shape else None
+        self.split = split
+
+    def update_duty(self, h_pos: torch.Tensor) -> None:
+        """No k-WTA boosting on conv blocks."""
+
+    def forward(self, x: torch.Tensor, codes: torch.Tensor, labels: torch.Tensor, below: torch.Tensor | None = None,
+                detach: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """x [B, C, H, W], labels [B, K], below [B*K, C', H', W'] (None for the first block) ->
+        (activity [B, K, C''*H''*W''], what the next block receives [B*K, C'', H'', W''])."""
+        b, k = labels.shape
+        if below is None:
+            planes = self.label[labels[0]][None].expand(b, -1, -1, -1, -1) if labels.stride(0) == 0 else self.label[labels]
+            below = torch.cat([x[:, None].expand(-1, k, -1, -1, -1), planes], dim=2).flatten(0, 1)
+        z = self.stage(below)
+        nxt = rms_normalize(z.flatten(1), self.split).view_as(z)
+        return z.view(b, k, -1), nxt.detach() if detach else nxt
+
+
+class ConvFFNet(FFNet):
+    """A stack of :class:`ConvFFBlock` (``net``: ``vgg``, ``resnet`` or ``mobilenet``, widths
+    ``hidden``) trained by a layer-local :class:`Objective`; ``forward`` and ``activities`` as in
+    :class:`FFNet`. ``split`` gives each block positive and negative channel halves (SFFA)."""
+
+    def __init__(self, net: str, input_shape: tuple[int, ...], hidden: list[int], max_classes: int, objective: Objective, *,
+                 split: bool = False, score_layers: str = "all", standardize_input: bool = False) -> None:
+        nn.Module.__init__(self)
+        c, h, w = _image_shape(input_shape)
+        if split and any(width % 2 for width in hidden):
+            raise ValueError(f"positive and negative channel halves need even widths, got {hidden}")
+        self.objective, self.split, self.standardize_input = objective, split, standardize_input
+        self.register_buffer("codes", torch.zeros(max_classes, 0))  # the label enters as a learned plane, not a code
+        self.register_buffer("active", torch.zeros(max_classes, dtype=torch.bool))
+        self.register_buffer("frozen", torch.zeros(max_classes, dtype=torch.bool))
+        stages = conv_stages(net, c + 1, hidden, (h, w))
+        self.blocks = nn.ModuleList(
+            ConvFFBlock(s, label_shape=(max_classes, 1, h, w) if i == 0 else None, split=split) for i, s in enumerate(stages))
+        if score_layers not in ("all", "last"):
+            raise ValueError(f"score_layers must be 'all' or 'last', got '{score_layers}'")
+        self.score_layers = list(range(len(hidden)))[-1:] if score_layers == "last" else list(range(len(hidden)))
+        self.max_rows = 256  # candidate rows per inference chunk
+
+    def grow(self, num_classes: int) -> None:
+        """Room for labels up to ``num_classes - 1``: new label planes, old ones kept."""
+        old = self.max_classes
+        if num_classes <= old:
+            return
+        extra = num_classes - old
+        self.codes = self.codes.new_zeros(num_classes, 0)
+        self.active = torch.cat([self.active, self.active.new_zeros(extra)])
+        self.frozen = torch.cat([self.frozen, self.frozen.new_zeros(extra)])
+        first = self.blocks[0]
+        first.label = nn.Parameter(torch.cat([first.label.detach(), torch.randn(extra, *first.label.shape[1:], device=first.label.device)]))
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Images as the first block sees them: standardised per image with ``standardize_input``."""
+        if self.standardize_input:
+            flat = x.flatten(1)
+            x = ((flat - flat.mean(1, keepdim=True)) / (flat.std(1, keepdim=True) + 1e-6)).view_as(x)
+        return x
