@@ -41,3 +41,26 @@ def test_stream_learner_on_the_gpu():
     d = load_dataset("digits")
     learner = StreamLearner("slda", device="cuda").partial_fit(d.x_train.numpy(), d.y_train.numpy())
     assert learner.strategy_.device.type == "cuda" and learner.score(d.x_test.numpy(), d.y_test.numpy()) > 0.8
+
+
+@pytest.mark.parametrize("recipe", ["sffa_alloc", "df", "replay"])
+def test_no_training_step_synchronises_on_the_gpu(recipe):
+    """CUDA's own sync debugger, set to fail, over every training epoch (tests/test_host_sync.py
+    checks the same ops on any device)."""
+    from avalanche.core import SupervisedPlugin
+
+    class FailOnSync(SupervisedPlugin):
+        def before_training_epoch(self, strategy, **kwargs):
+            torch.cuda.set_sync_debug_mode("error")
+
+        def after_training_epoch(self, strategy, **kwargs):
+            torch.cuda.set_sync_debug_mode("default")
+
+    cfg = load_strategy(recipe)
+    cfg.hidden, cfg.epochs = [64, 64], 1
+    strategy = build_strategy(cfg, input_shape=(1, 8, 8), num_classes=10, device="cuda", extra_plugins=[FailOnSync()])
+    try:
+        for exp in make_stream(load_dataset("digits"), 5).train_stream[:3]:
+            strategy.train(exp)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
