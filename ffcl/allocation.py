@@ -89,9 +89,9 @@ class NeuronAllocation(SupervisedPlugin):
     # ------------------------------------------------------------------ set-up and allocation
 
     def attach(self, model: FFNet) -> None:
-        if not isinstance(model, FFNet) or not all(b.split for b in model.blocks):
+        if not isinstance(model, FFNet) or not all(b.split and hasattr(b, "units") for b in model.blocks):
             raise ConfigError(f"neuron allocation needs an SFFA network (positive and negative neurons), not a {type(model).__name__}: "
-                              "use it with the sffa learner, or drop [plugins.allocation]")
+                              "use it with the sffa learner on an MLP, or drop [plugins.allocation]")
         self.model = model
         self.max_classes = self.max_classes or model.max_classes
         for block in model.blocks:

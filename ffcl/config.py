@@ -66,6 +66,10 @@ class ScenarioConfig:
     is scored before the update, cumulatively and over the last ``prequential_window`` samples.
     ``epochs`` and ``batch_size``, when set, replace the strategy's: the training budget belongs to
     the data set (as in Mammoth's dataset classes), so a small data set can ask for more epochs.
+    ``net`` and ``hidden``, when set, are the data set's network (e.g. a ``vgg`` net for CIFAR): a
+    strategy recipe on an MLP whose learner trains a network (back-propagation and FF learners)
+    trains this one instead; a recipe that names a conv net keeps its own, and learners without a
+    network of that kind (``slda``, ``ncm``, ``replay_free``, ``genclass``) are not affected.
     """
 
     dataset: str = "digits"
@@ -84,6 +88,8 @@ class ScenarioConfig:
     prequential_window: int = 1000
     epochs: int | None = None
     batch_size: int | None = None
+    net: str | None = None
+    hidden: list[int] | None = None
     data_root: str | None = None
     description: str = ""
 
@@ -99,6 +105,12 @@ class ScenarioConfig:
         for key in ("epochs", "batch_size", "online_experience_size", "anytime_every"):
             if getattr(self, key) is not None:
                 _positive(where, key, getattr(self, key))
+        if self.net is not None:
+            _choice(where, "net", self.net, NETS[1:])
+            if not self.hidden or any(h <= 0 for h in self.hidden):
+                raise ConfigError(f"{where}: a scenario that sets 'net' needs its stage widths too, e.g. hidden = [32, 64, 128]")
+        elif self.hidden is not None:
+            raise ConfigError(f"{where}: 'hidden' goes with 'net' (the data set's conv net); set both or neither")
         if self.kind == "joint" and self.n_experiences != 1:
             self.n_experiences = 1
         if self.classes_per_experience is not None:

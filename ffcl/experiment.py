@@ -57,6 +57,7 @@ from .metrics import (AnytimeAccuracy, BlockActivity, MatrixSummary, Prequential
                       resident_memory_mb, summarize)
 from .progress import ProgressPlugin
 from .strategies import build_strategy
+from .strategies.registry import takes_net
 
 __all__ = ["RunError", "run_experiment", "dry_run", "resolve_device", "load_run_config", "load_learner", "write_checkpoint", "write_benchmark", "check_benchmark"]
 
@@ -197,11 +198,14 @@ def build_stream(sc: ScenarioConfig, data: Any, seed: int) -> Stream:
 
 
 def strategy_config(cfg: RunConfig) -> StrategyConfig:
-    """The run's strategy recipe with the scenario's training budget (epochs, batch size) applied."""
+    """The run's strategy recipe with the scenario's training budget (epochs, batch size) and its
+    default network (for learners that train one and recipes on an MLP) applied."""
     sc = cfg.scenario
-    budget = {k: v for k, v in (("epochs", sc.epochs), ("batch_size", sc.batch_size)) if v is not None}
+    budget: dict[str, Any] = {k: v for k, v in (("epochs", sc.epochs), ("batch_size", sc.batch_size)) if v is not None}
     if sc.online:  # single pass, one update per arriving mini-batch
         budget = {"epochs": 1, "batch_size": sc.online_batch_size}
+    if sc.net and cfg.strategy.net == "mlp" and takes_net(cfg.strategy.learner):
+        budget |= {"net": sc.net, "hidden": list(sc.hidden or [])}
     return StrategyConfig(**{**to_dict(cfg.strategy), **budget})
 
 
@@ -222,8 +226,18 @@ def dry_run(cfg: RunConfig) -> str:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "No loggers specified")
         strategy = build_strategy(strategy_config(cfg), input_shape=stream.input_shape, num_classes=stream.num_classes, device=device)
+    _check_fit(strategy, sc)
     return (f"{cfg.strategy_name} ({type(strategy).__name__}, {type(strategy.model).__name__}) on {cfg.scenario_name} "
             f"({data.name}, {stream.n_experiences} experience(s){', online' if sc.online else ''}), seed {cfg.seed}, device {device}")
+
+
+def _check_fit(strategy: Any, sc: ScenarioConfig) -> None:
+    """Learners that cannot run on the scenario: one line saying why."""
+    if isinstance(strategy, JointTraining) and sc.online:
+        raise RunError("the joint learner trains once on the whole stream; it cannot run on an online scenario")
+    if sc.online and not getattr(strategy, "training_scores", True):
+        raise ConfigError("online runs report prequential accuracy, which reads each minibatch's scores before the update: "
+                          "set strategy.learner_args.training_scores=true")
 
 
 def sample_test_data(stream: Stream, size: int, seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -318,8 +332,7 @@ def _setup(cfg: RunConfig, run_dir: Path, log_file: Any, resume: bool, quiet: bo
         evaluator=evaluator,
         extra_plugins=[FiniteGuard()] + ([] if quiet or stream.mini_experiences else [ProgressPlugin()]),
     )
-    if isinstance(strategy, JointTraining) and sc.online:
-        raise RunError("the joint learner trains once on the whole stream; it cannot run on an online scenario")
+    _check_fit(strategy, sc)
     progress: dict[str, Any] = {"rows": [], "train_time_s": [], "eval_time_s": [], "peak_memory_mb": 0.0}
     if resume:
         fresh = strategy

@@ -67,3 +67,70 @@ class DCNet(nn.Module):
         noisy = F.dropout(x[:, None].expand(-1, self.copies, -1), self.dropout, training=True)
         acts = self._activities(noisy)
         return sum(self.objective.loss(a @ getattr(self, f"proj{i}")) for i, a in enumerate(acts))
+
+
+class DCConvNet(nn.Module):
+    """The conv stages of ``net`` (:mod:`ffcl.nn.conv`) as label-free DC blocks (seeds/003's conv form).
+
+    Each stage sees the previous stage's output RMS-normalised per sample and detached; its DC loss
+    is computed on its responses to ``copies`` dropout copies of each image, after a fixed random
+    orthogonal projection of the channels to ``proj_dim`` (per position). The features are the last
+    stage's output, flattened (the authors' readout input).
+    """
+
+    def __init__(
+        self, net: str, input_shape: tuple[int, ...], hidden: list[int], objective: Objective, *,
+        copies: int = 10, dropout: float = 0.2, proj_dim: int = 32, standardize_input: bool = False, seed: int = 0,
+    ) -> None:
+        super().__init__()
+        from .conv import _image_shape, conv_stages
+
+        if copies < 2:
+            raise ValueError(f"copies must be >= 2 (consistency is measured over noisy copies), got {copies}")
+        if not 0 <= dropout < 1:
+            raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
+        c, h, w = _image_shape(input_shape)
+        self.blocks = nn.ModuleList(conv_stages(net, c, hidden, (h, w)))
+        g = torch.Generator().manual_seed(seed)
+        for i, width in enumerate(hidden):
+            q, _ = torch.linalg.qr(torch.randn(width, min(proj_dim, width), generator=g))
+            self.register_buffer(f"proj{i}", q)
+        self.objective, self.copies, self.dropout = objective, copies, dropout
+        self.standardize_input = standardize_input
+        with torch.no_grad():
+            self.feature_size = self.forward(torch.zeros(2, c, h, w)).shape[1]
+
+    def _input(self, x: torch.Tensor) -> torch.Tensor:
+        if self.standardize_input:
+            flat = x.flatten(1)
+            x = ((flat - flat.mean(1, keepdim=True)) / (flat.std(1, keepdim=True) + 1e-6)).view_as(x)
+        return x
+
+    def _activities(self, x: torch.Tensor) -> list[torch.Tensor]:
+        out, h = [], x
+        for block in self.blocks:
+            h = block(h)
+            out.append(h)
+            h = rms_normalize(h.detach().flatten(1)).view_as(h)
+        return out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Features [B, C*H*W] of the last stage."""
+        return self._activities(self._input(x))[-1].flatten(1)
+
+    def noisy_activities(self, x: torch.Tensor, generator: torch.Generator | None = None) -> list[torch.Tensor]:
+        """Each stage's responses to ``copies`` dropout copies of each image, [B, N, C, H, W]."""
+        x = self._input(x)
+        b, n = x.shape[0], self.copies
+        copies = x[:, None].expand(b, n, *x.shape[1:])
+        keep = torch.rand(copies.shape, device=x.device, generator=generator) >= self.dropout
+        acts = self._activities((copies * keep / (1 - self.dropout)).flatten(0, 1))
+        return [a.view(b, n, *a.shape[1:]) for a in acts]
+
+    def local_loss(self, acts: list[torch.Tensor]) -> torch.Tensor:
+        """Sum of the stages' DC losses on their noisy responses (no gradient crosses a stage)."""
+        total = 0
+        for i, a in enumerate(acts):
+            h = a.flatten(3).transpose(2, 3) @ getattr(self, f"proj{i}")  # [B, N, H*W, proj]
+            total = total + self.objective.loss(h)
+        return total

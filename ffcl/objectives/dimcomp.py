@@ -25,12 +25,16 @@ def effective_dimensionality(y: torch.Tensor) -> torch.Tensor:
 
 @register_objective("dimcomp")
 class DimensionalityCompression(Objective):
-    """``loss(h)`` takes the (projected) responses of one block to N noisy copies, h [B, N, d]."""
+    """``loss(h)`` takes the (projected) responses of one block to N noisy copies, h [B, N, d], or
+    of a conv block at S positions, h [B, N, S, d]: consistency is then measured per image over its
+    N*S responses, diversity over the B*S copy-averaged ones (the authors' conv form)."""
 
     def goodness(self, h: torch.Tensor) -> torch.Tensor:
         return h.pow(2).mean(-1)  # output energy, the paper's prediction rule
 
     def loss(self, h: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
-        consistency = effective_dimensionality(h).mean()  # per image, over its copies
-        diversity = effective_dimensionality(h.mean(1))  # over the batch, copy-averaged
+        if h.dim() == 3:
+            h = h[:, :, None]
+        consistency = effective_dimensionality(h.flatten(1, 2)).mean()  # per image, over its copies (and positions)
+        diversity = effective_dimensionality(h.mean(1).flatten(0, 1))  # over the batch (and positions), copy-averaged
         return 0.5 * consistency - 0.5 * diversity

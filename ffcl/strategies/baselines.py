@@ -61,25 +61,25 @@ def _bp(ctx: BuildContext, template: type[SupervisedTemplate], **kwargs: object)
     )
 
 
-@register_learner("mlp")
+@register_learner("mlp", takes_net=True)
 def mlp(ctx: BuildContext) -> SupervisedTemplate:
     """Back-propagation MLP trained by Avalanche's plain template (Naive unless plugins are added)."""
     return _bp(ctx, TensorNaive)
 
 
-@register_learner("cumulative")
+@register_learner("cumulative", takes_net=True)
 def cumulative(ctx: BuildContext) -> SupervisedTemplate:
     """Retrain on the union of all experiences seen so far (stores everything)."""
     return _bp(ctx, TensorCumulative)
 
 
-@register_learner("joint")
+@register_learner("joint", takes_net=True)
 def joint(ctx: BuildContext) -> SupervisedTemplate:
     """Train once on the whole stream (Avalanche's JointTraining): the offline upper bound."""
     return _bp(ctx, TensorJoint)
 
 
-@register_learner("der")
+@register_learner("der", takes_net=True)
 def der(ctx: BuildContext, mem_size: int = 500, alpha: float = 0.1, beta: float = 0.5, batch_size_mem: int | None = None) -> SupervisedTemplate:
     """Dark Experience Replay++: replay of samples and of the logits they had when stored."""
     return _bp(ctx, DER, mem_size=mem_size, alpha=alpha, beta=beta, batch_size_mem=batch_size_mem)
@@ -216,7 +216,7 @@ def gdumb(ctx: BuildContext, mem_size: int = 500) -> GDumbPlugin:
     return GDumbPlugin(mem_size=mem_size)
 
 
-@register_learner("dgr")
+@register_learner("dgr", takes_net=True)
 def dgr(ctx: BuildContext, replay_size: int | None = None, increasing_replay_size: bool = False) -> SupervisedTemplate:
     """Deep Generative Replay (Shin et al. 2017), Avalanche's ``GenerativeReplay``: the MLP learns
     from each minibatch joined by images its VAE generator (Avalanche's default ``MlpVAE``, itself

@@ -13,7 +13,7 @@ from .ff_template import FFTemplate
 from .registry import BuildContext, register_learner
 
 
-@register_learner("df")
+@register_learner("df", takes_net=True)
 def df(
     ctx: BuildContext,
     gamma: float = 4.0,
@@ -27,6 +27,7 @@ def df(
     standardize_input: bool = False,
     update: str = "fused",
     peer_normalization: float = 0.0,
+    training_scores: bool = True,
     seed: int = 0,
 ) -> FFTemplate:
     """DF with an N-pair margin loss over ``n_negatives`` wrong labels per image (by default the
@@ -37,5 +38,5 @@ def df(
     )
     return FFTemplate(
         model=model, optimizer=ctx.optimizer(model.parameters()), negatives=negatives,
-        n_negatives=n_negatives, collaboration=collaboration, update=update, peer_normalization=peer_normalization, **ctx.template_kwargs(),
+        n_negatives=n_negatives, collaboration=collaboration, update=update, peer_normalization=peer_normalization, training_scores=training_scores, **ctx.template_kwargs(),
     )

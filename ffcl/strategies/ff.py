@@ -14,7 +14,7 @@ from .ff_template import FFTemplate
 from .registry import BuildContext, register_learner
 
 
-@register_learner("ff")
+@register_learner("ff", takes_net=True)
 def ff(
     ctx: BuildContext,
     theta: float | None = 30.0,
@@ -22,6 +22,7 @@ def ff(
     n_negatives: int = 1,
     update: str = "fused",
     peer_normalization: float = 0.0,
+    training_scores: bool = True,
     residual: bool = False,
     score_first_layer: bool = False,
     seed: int = 0,
@@ -33,5 +34,5 @@ def ff(
                        code="onehot", residual=residual, seed=seed)
     return FFTemplate(
         model=model, optimizer=ctx.optimizer(model.parameters()), negatives=negatives,
-        n_negatives=n_negatives, update=update, peer_normalization=peer_normalization, **ctx.template_kwargs(),
+        n_negatives=n_negatives, update=update, peer_normalization=peer_normalization, training_scores=training_scores, **ctx.template_kwargs(),
     )

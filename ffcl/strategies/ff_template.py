@@ -123,7 +123,14 @@ class FFTemplate(TensorLoaders, SupervisedTemplate):
         with the labels of both).
     :param peer_normalization: weight of the peer-normalisation penalty that keeps every unit of
         a block in use (``ffcl.objectives.peer``; 0 turns it off).
+    :param training_scores: score every minibatch over the seen classes before the update, the
+        output training metrics and prequential accuracy read. That pass costs C candidate passes per
+        image, more than the update itself on a conv net; ``False`` skips it unless hardest negatives
+        need it, and the training output is then all ``NEG`` (no training accuracy; online runs,
+        which report prequential accuracy, refuse it).
     """
+
+    training_scores: bool = True  # class default: strategies checkpointed before the option existed still load
 
     peer_weight: float = 0.0  # class default: strategies checkpointed before the option existed still load
 
@@ -138,6 +145,7 @@ class FFTemplate(TensorLoaders, SupervisedTemplate):
         update: str = "fused",
         hybrid_negatives: float = 0.0,
         peer_normalization: float = 0.0,
+        training_scores: bool = True,
         **kwargs: Any,
     ) -> None:
         if negatives not in NEGATIVES:
@@ -159,6 +167,7 @@ class FFTemplate(TensorLoaders, SupervisedTemplate):
         self.collaboration, self.update = collaboration, update
         self.hybrid_negatives = hybrid_negatives
         self.peer_weight = peer_normalization
+        self.training_scores = training_scores
         self._acts: list[torch.Tensor] | None = None
         self._labels: torch.Tensor | None = None
         self._hybrid: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -207,12 +216,13 @@ class FFTemplate(TensorLoaders, SupervisedTemplate):
         model.activate(y)
         # a loader that is not ffcl's: the candidates from this minibatch's labels (a host synchronisation per step)
         active, classes = getattr(self, "_plan", None) or self._class_plan(y)
-        with torch.no_grad():  # class scores before the update (sparse path where it exists): the output
-            seen = model.infer_scores(x, active.expand(len(y), -1))  # training metrics read, and hardest negatives
-        output = seen.new_full((len(y), model.max_classes), NEG)
-        output[:, active] = seen
-        output.masked_fill_(~known, NEG)  # no label of this minibatch may leak into its own predictions (prequential)
-        scores = seen[:, torch.searchsorted(active, classes)] if self.negatives == "hardest" else None
+        output, scores = x.new_full((len(y), model.max_classes), NEG), None
+        if self.training_scores or self.negatives == "hardest":
+            with torch.no_grad():  # class scores before the update (sparse path where it exists): the output
+                seen = model.infer_scores(x, active.expand(len(y), -1))  # training metrics read, and hardest negatives
+            output[:, active] = seen
+            output.masked_fill_(~known, NEG)  # no label of this minibatch may leak into its own predictions (prequential)
+            scores = seen[:, torch.searchsorted(active, classes)] if self.negatives == "hardest" else None
         negs = sample_negatives(y, classes, self.n_negatives, self.negatives, scores)
         self._labels = torch.cat([y[:, None], negs], dim=1)
         self._hybrid = None

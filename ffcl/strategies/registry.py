@@ -34,6 +34,7 @@ __all__ = [
     "LEARNERS",
     "PLUGINS",
     "register_learner",
+    "takes_net",
     "register_plugin",
     "load_extensions",
     "build_strategy",
@@ -45,14 +46,30 @@ LEARNERS: dict[str, LearnerFactory] = {}
 PLUGINS: dict[str, PluginFactory] = {}
 
 
-def register_learner(name: str) -> Callable[[LearnerFactory], LearnerFactory]:
-    """Decorator: make a learner factory ``f(ctx, **args) -> SupervisedTemplate`` available to recipes."""
+NET_LEARNERS: set[str] = set()  # learners that train the recipe's ``net`` (a scenario's default net applies to them)
+
+
+def register_learner(name: str, *, takes_net: bool = False) -> Callable[[LearnerFactory], LearnerFactory]:
+    """Decorator: make a learner factory ``f(ctx, **args) -> SupervisedTemplate`` available to recipes.
+    ``takes_net``: the learner trains ``ctx.bp_net()`` or ``ctx.ff_net()``, so any ``net`` suits it."""
 
     def wrap(fn: LearnerFactory) -> LearnerFactory:
         LEARNERS[name] = fn
+        (NET_LEARNERS.add if takes_net else NET_LEARNERS.discard)(name)
         return fn
 
     return wrap
+
+
+def takes_net(learner: str) -> bool:
+    """Whether a registered learner trains the recipe's ``net`` (False for unknown names)."""
+    _load_builtins()
+    load_extensions()
+    return learner in NET_LEARNERS
+
+
+def _load_builtins() -> None:
+    from . import augment, baselines, dc, df, ff, finetune, gaussian, genclass, schedules, sffa, trifecta  # noqa: F401  (register the built-in learners and plugins)
 
 
 def register_plugin(name: str) -> Callable[[PluginFactory], PluginFactory]:
@@ -88,9 +105,10 @@ class BuildContext:
         c = self.config
         if c.net == "mlp":
             return self.mlp()
-        return ConvNet(c.net, self._image_shape(), self.blocks(), self.num_classes)
+        return ConvNet(c.net, self.image_shape(), self.blocks(), self.num_classes)
 
-    def ff_net(self, objective: Objective, *, split: bool = False, score_layers: str = "all", **mlp_args: Any) -> FFNet:
+    def ff_net(self, objective: Objective, *, split: bool = False, score_layers: str = "all", label_every_block: bool = False,
+               **mlp_args: Any) -> FFNet:
         """The FF network of the recipe's ``net``: an :class:`FFNet` of ``hidden`` widths (with the
         MLP-only ``mlp_args``: label codes, k-WTA, residual input, ...) or a :class:`ConvFFNet`."""
         c = self.config
@@ -104,8 +122,9 @@ class BuildContext:
             return model
         if score_layers not in ("all", "last"):
             raise ConfigError(f"score_layers on a conv net must be all or last, got '{score_layers}'")
-        return ConvFFNet(c.net, self._image_shape(), self.blocks(), self.num_classes, objective, split=split,
-                         score_layers=score_layers, standardize_input=bool(mlp_args.get("standardize_input", False)))
+        return ConvFFNet(c.net, self.image_shape(), self.blocks(), self.num_classes, objective, split=split,
+                         score_layers=score_layers, standardize_input=bool(mlp_args.get("standardize_input", False)),
+                         label_every_block=label_every_block)
 
     def blocks(self) -> list[int]:
         """The recipe's hidden widths, for a learner made of local blocks (it needs at least one)."""
@@ -113,7 +132,8 @@ class BuildContext:
             raise ConfigError(f"learner '{self.config.learner}' is a stack of local blocks: 'hidden' needs at least one width, e.g. [1000]")
         return list(self.config.hidden)
 
-    def _image_shape(self) -> tuple[int, int, int]:
+    def image_shape(self) -> tuple[int, int, int]:
+        """The input shape as [channels, height, width], for a conv net (one line saying so otherwise)."""
         if len(self.input_shape) != 3:
             raise ConfigError(f"net '{self.config.net}' is convolutional and needs images [channels, height, width], "
                               f"got input shape {tuple(self.input_shape)}; use net = \"mlp\"")
@@ -198,8 +218,7 @@ def build_strategy(
     ``optimizer`` (e.g. ``lambda params: torch.optim.SGD(params, lr=0.1)``) replaces the recipe's;
     ``eval_every`` is Avalanche's (evaluate every that many epochs on the streams given to
     ``train(..., eval_streams=...)``; plugins such as ``EarlyStoppingPlugin`` need it)."""
-    from . import augment, baselines, df, ff, finetune, gaussian, genclass, schedules, sffa, trifecta  # noqa: F401  (register the built-in learners and plugins)
-
+    _load_builtins()
     load_extensions()
 
     ctx = BuildContext(config, tuple(input_shape), num_classes, torch.device(device), evaluator,

@@ -19,7 +19,7 @@ from .ff_template import FFTemplate
 from .registry import BuildContext, register_learner, register_plugin
 
 
-@register_learner("sffa")
+@register_learner("sffa", takes_net=True)
 def sffa(
     ctx: BuildContext,
     k: int = 15,
@@ -33,6 +33,7 @@ def sffa(
     n_negatives: int = 1,
     update: str = "fused",
     peer_normalization: float = 0.0,
+    training_scores: bool = True,
     hybrid_negatives: float = 0.0,
     seed: int = 0,
 ) -> FFTemplate:
@@ -49,7 +50,7 @@ def sffa(
     )
     return FFTemplate(
         model=model, optimizer=ctx.optimizer(model.parameters()), negatives=negatives,
-        n_negatives=n_negatives, update=update, peer_normalization=peer_normalization, hybrid_negatives=hybrid_negatives, **ctx.template_kwargs(),
+        n_negatives=n_negatives, update=update, peer_normalization=peer_normalization, training_scores=training_scores, hybrid_negatives=hybrid_negatives, **ctx.template_kwargs(),
     )
 
 

@@ -16,7 +16,7 @@ from .ff_template import FFTemplate
 from .registry import BuildContext, register_learner
 
 
-@register_learner("trifecta")
+@register_learner("trifecta", takes_net=True)
 def trifecta(
     ctx: BuildContext,
     alpha: float = 4.0,
@@ -26,11 +26,14 @@ def trifecta(
     n_negatives: int = 1,
     standardize_input: bool = False,
     hybrid_negatives: float = 0.0,
+    training_scores: bool = True,
+    label_every_block: bool = False,
 ) -> FFTemplate:
     """Trifecta on the recipe's ``net`` (``vgg`` in the recipe; on an MLP: SymBa and overlapping
     updates without the batch norm)."""
-    model = ctx.ff_net(SymBa(alpha), score_layers=score_layers, standardize_input=standardize_input, code="random", residual=True)
+    model = ctx.ff_net(SymBa(alpha), score_layers=score_layers, standardize_input=standardize_input,
+                       label_every_block=label_every_block, code="random", residual=True)
     return FFTemplate(
         model=model, optimizer=ctx.optimizer(model.parameters()), negatives=negatives, n_negatives=n_negatives,
-        update=update, hybrid_negatives=hybrid_negatives, **ctx.template_kwargs(),
+        update=update, hybrid_negatives=hybrid_negatives, training_scores=training_scores, **ctx.template_kwargs(),
     )

@@ -1,0 +1,255 @@
+"""Conv nets (issue 15): the FF learners and the back-propagation baselines on vgg, resnet and
+mobilenet stages; the Trifecta and DC learners; block-local gradients and overlapping updates."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ffcl.config import ConfigError, load_strategy
+from ffcl.data import load_dataset, make_stream
+from ffcl.nn.conv import ConvNet
+from ffcl.nn.conv_ff import ConvFFNet
+from ffcl.objectives import DimensionalityCompression, SymBa, effective_dimensionality
+from ffcl.strategies import build_strategy
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits")
+
+
+def _train(recipe: str, digits, stream_experiences: int = 1, epochs: int = 8, **sets):
+    cfg = load_strategy(recipe)
+    cfg.epochs = epochs
+    for key, value in sets.items():
+        if key in cfg.__dataclass_fields__:
+            setattr(cfg, key, value)
+        else:
+            cfg.learner_args[key] = value
+    torch.manual_seed(0)
+    strategy = build_strategy(cfg, input_shape=(1, 8, 8), num_classes=10)
+    for exp in make_stream(digits, stream_experiences).train_stream:
+        strategy.train(exp)
+    strategy.model.eval()
+    with torch.no_grad():
+        return strategy, (strategy.model(digits.x_test).argmax(1) == digits.y_test).float().mean().item()
+
+
+@pytest.mark.parametrize("recipe,sets,floor", [
+    ("trifecta", dict(hidden=[32, 64], lr=3e-3), 0.85),
+    ("df", dict(net="vgg", hidden=[32, 64]), 0.85),
+    ("sffa", dict(net="vgg", hidden=[32, 64]), 0.9),
+    ("ff", dict(net="vgg", hidden=[32, 64], score_first_layer=True), 0.7),
+    ("trifecta", dict(net="resnet", hidden=[16, 32], lr=3e-3), 0.85),
+    ("dc", dict(hidden=[32, 64]), 0.8),
+    ("naive", dict(net="vgg", hidden=[32, 64]), 0.9),
+    ("naive", dict(net="mobilenet", hidden=[16, 32]), 0.9),
+])
+def test_each_conv_learner_learns_digits_in_seconds(recipe, sets, floor, digits):
+    _, acc = _train(recipe, digits, **sets)
+    assert acc > floor, f"{recipe} {sets}: {acc:.3f}"
+
+
+def _block_grads(model: ConvFFNet, loss: torch.Tensor) -> list[bool]:
+    """Which blocks a loss's gradient reaches."""
+    params = [list(b.parameters()) for b in model.blocks]
+    grads = torch.autograd.grad(loss, [p for ps in params for p in ps], allow_unused=True, retain_graph=True)
+    reached, i = [], 0
+    for ps in params:
+        g = grads[i : i + len(ps)]
+        reached.append(any(x is not None and x.abs().sum() > 0 for x in g))
+        i += len(ps)
+    return reached
+
+
+@pytest.mark.parametrize("net", ["vgg", "resnet", "mobilenet"])
+def test_no_gradient_leaves_a_block(net, digits):
+    """Each block's loss reaches all of its own parameters (back-propagation inside a block: the two
+    convolutions and the shortcut of a residual block) and no other block's."""
+    torch.manual_seed(0)
+    model = ConvFFNet(net, (1, 8, 8), [8, 16, 16], 10, SymBa())
+    labels = torch.stack([digits.y_train[:16], (digits.y_train[:16] + 1) % 10], 1)
+    acts = model.activities(digits.x_train[:16], labels)
+    for i, a in enumerate(acts):
+        loss = model.objective.loss(a)
+        assert _block_grads(model, loss) == [j == i for j in range(3)]
+        grads = torch.autograd.grad(loss, list(model.blocks[i].parameters()), allow_unused=True, retain_graph=True)
+        used = [g is not None and g.abs().sum() > 0 for g, (n, p) in zip(grads, model.blocks[i].named_parameters())
+                if "bn" not in n and not n.endswith(".0.weight")]  # every conv of the block learns
+        assert all(used), f"block {i}: parameters without gradient"
+
+
+def test_overlapping_updates_reach_exactly_the_intended_blocks(digits):
+    """The Trifecta's windows: on even iterations losses at blocks 0 and 2, the loss of block 2 also
+    reaching block 1, block 3 untouched; on odd ones losses at 1 and 3, each reaching the block below."""
+    cfg = load_strategy("trifecta")
+    cfg.hidden = [8, 8, 16, 16]
+    strategy = build_strategy(cfg, input_shape=(1, 8, 8), num_classes=10)
+    model = strategy.model
+    x, y = digits.x_train[:16], digits.y_train[:16]
+    model.activate(torch.arange(10))
+    labels = torch.stack([y, (y + 1) % 10], 1)
+    for iteration, windows in ((0, {0: [0], 2: [1, 2]}), (1, {1: [0, 1], 3: [2, 3]})):
+        blocks = strategy.loss_blocks(iteration)
+        assert blocks == sorted(windows)
+        acts = model.activities(x, labels, [i in blocks for i in range(4)])
+        for i in blocks:
+            assert _block_grads(model, model.objective.loss(acts[i])) == [j in windows[i] for j in range(4)]
+    # and the template's step puts the gradients exactly there
+    strategy.is_training = True
+    for iteration, reached in ((0, [True, True, True, False]), (1, [True, True, True, True])):
+        strategy.clock.train_iterations = iteration
+        strategy.model.train()
+        strategy.mbatch = [x, y, torch.zeros_like(y)]
+        strategy.optimizer.zero_grad()
+        strategy.mb_output = strategy.forward()
+        strategy.criterion().backward()
+        got = [any(p.grad is not None and p.grad.abs().sum() > 0 for p in b.parameters()) for b in model.blocks]
+        assert got == reached
+
+
+def test_label_planes_grow_and_keep_the_old_ones(digits):
+    model = ConvFFNet("vgg", (1, 8, 8), [8, 16], 4, SymBa())
+    old = model.blocks[0].label.detach().clone()
+    model.grow(7)
+    assert model.max_classes == 7 and model.blocks[0].label.shape[0] == 7 and model.active.shape == (7,)
+    assert torch.equal(model.blocks[0].label[:4], old)
+    assert model(digits.x_test[:5]).shape == (5, 7)
+
+
+def test_dc_consistency_of_a_conv_block_reduces_to_the_dense_form():
+    obj = DimensionalityCompression()
+    h = torch.randn(6, 4, 5)
+    assert torch.allclose(obj.loss(h), obj.loss(h[:, :, None]))
+    spatial = torch.randn(6, 4, 9, 5)  # 9 positions: consistency over each image's 36 responses, diversity over 54
+    expected = 0.5 * effective_dimensionality(spatial.reshape(6, 36, 5)).mean() - 0.5 * effective_dimensionality(spatial.mean(1).reshape(54, 5))
+    assert torch.allclose(obj.loss(spatial), expected)
+
+
+def test_dc_prediction_is_reproducible_and_its_readout_alone_gets_the_label(digits):
+    strategy, _ = _train("dc", digits, epochs=1, hidden=[8, 16])
+    model = strategy.model
+    with torch.no_grad():
+        assert torch.equal(model(digits.x_test[:20]), model(digits.x_test[:20]))  # fixed noise seed
+    strategy.model.train()
+    strategy.mbatch = [digits.x_train[:32], digits.y_train[:32], torch.zeros(32, dtype=torch.long)]
+    strategy.optimizer.zero_grad()
+    strategy.mb_output = strategy.forward()
+    features = model.features
+    ce = torch.nn.functional.cross_entropy(strategy.mb_output, strategy.mb_y)
+    grads = torch.autograd.grad(ce, list(features.parameters()), allow_unused=True)
+    assert all(g is None or g.abs().sum() == 0 for g in grads)  # labels reach the readout only
+
+
+@pytest.mark.parametrize("net", ["vgg", "resnet", "mobilenet"])
+def test_bp_baselines_train_the_same_conv_net(net, digits):
+    cfg = load_strategy("replay")
+    cfg.net, cfg.hidden, cfg.epochs = net, [8, 16], 1
+    strategy = build_strategy(cfg, input_shape=(1, 8, 8), num_classes=10)
+    assert isinstance(strategy.model, ConvNet)
+    for exp in make_stream(digits, 2).train_stream:
+        strategy.train(exp)
+    assert strategy.model(digits.x_test[:4]).shape == (4, 10)
+
+
+def test_conv_recipes_refuse_what_they_cannot_do(digits):
+    cfg = load_strategy("sffa_alloc")
+    cfg.net, cfg.hidden = "vgg", [8, 16]
+    with pytest.raises(ConfigError, match="neuron allocation needs an SFFA network"):
+        build_strategy(cfg, input_shape=(1, 8, 8), num_classes=10)
+    cfg = load_strategy("trifecta")
+    with pytest.raises(ConfigError, match="needs images"):
+        build_strategy(cfg, input_shape=(64,), num_classes=10)
+    cfg = load_strategy("dc")
+    cfg.net = "mlp"
+    with pytest.raises(ConfigError, match="set strategy.net"):
+        build_strategy(cfg, input_shape=(1, 8, 8), num_classes=10)
+    cfg = load_strategy("df")
+    cfg.net, cfg.learner_args["peer_normalization"] = "vgg", 0.03
+    with pytest.raises(ConfigError, match="peer_normalization works on MLP blocks only"):
+        build_strategy(cfg, input_shape=(1, 8, 8), num_classes=10)
+    cfg = load_strategy("naive")
+    cfg.net = "alexnet"
+    with pytest.raises(ConfigError, match="'net' must be one of"):
+        cfg.validate("strategy")
+
+
+@pytest.mark.parametrize("recipe", ["trifecta", "dc"])
+def test_new_recipes_run_a_short_stream(recipe, make_config, tmp_path):
+    from ffcl.experiment import load_learner, run_experiment
+
+    cfg = make_config("split_digits", recipe, ["strategy.hidden=[8, 16]", "strategy.epochs=1"])
+    m = run_experiment(cfg, tmp_path / "run", quiet=True)
+    assert len(m["accuracy_matrix"]) == 5
+    weights = load_learner(tmp_path / "run", weights_only=True).model.eval()
+    full = load_learner(tmp_path / "run").model.eval()
+    x = load_dataset("digits").x_test[:50]
+    with torch.no_grad():
+        assert torch.equal(weights(x), full(x))
+
+
+def test_trifecta_refuses_online_runs_without_training_scores(make_config, tmp_path):
+    from ffcl.experiment import run_experiment
+
+    cfg = make_config("online_split_digits", "trifecta", ["strategy.hidden=[8, 16]"])
+    with pytest.raises(ConfigError, match="training_scores=true"):
+        run_experiment(cfg, tmp_path / "run", quiet=True)
+    assert not (tmp_path / "run").exists()
+
+
+def _write_cifar10(root, per_class: int = 3) -> None:
+    import pickle
+
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+
+    def part(n: int) -> dict:
+        y = [i % 10 for i in range(n)]
+        return {b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), b"labels": y}
+
+    for i in range(1, 6):
+        (folder / f"data_batch_{i}").write_bytes(pickle.dumps(part(10 * per_class), protocol=2))
+    (folder / "test_batch").write_bytes(pickle.dumps(part(20), protocol=2))
+    (folder / "batches.meta").write_bytes(pickle.dumps({b"label_names": [f"c{i}".encode() for i in range(10)]}, protocol=2))
+
+
+def _write_svhn(root, n: int = 60) -> None:
+    import numpy as np
+    from scipy.io import savemat
+
+    rng = np.random.default_rng(0)
+    root.mkdir(parents=True, exist_ok=True)
+    for split, size in (("train", n), ("test", n // 3)):
+        savemat(root / f"{split}_32x32.mat", {"X": rng.integers(0, 256, (32, 32, 3, size), dtype=np.uint8),
+                                              "y": (np.arange(size) % 10 + 1).astype(np.uint8)[:, None]})
+
+
+@pytest.mark.parametrize("scenario,strategy,writer", [
+    ("split_cifar10", "naive", _write_cifar10), ("joint_cifar10", "replay", _write_cifar10),
+    ("split_svhn", "df", _write_svhn), ("joint_svhn", "trifecta", _write_svhn),
+])
+def test_cifar_and_svhn_recipes_train_their_conv_net(scenario, strategy, writer, make_config, tmp_path):
+    """On files in the standard formats: a recipe on an MLP trains the data set's conv net."""
+    from ffcl.experiment import load_learner, run_experiment
+
+    writer(tmp_path / "data")
+    cfg = make_config(scenario, strategy, [f"scenario.data_root='{tmp_path / 'data'}'", "scenario.hidden=[8, 16]", "scenario.epochs=1"])
+    m = run_experiment(cfg, tmp_path / "run", quiet=True)
+    assert len(m["accuracy_matrix"]) == cfg.scenario.n_experiences
+    model = load_learner(tmp_path / "run", weights_only=True).model
+    assert isinstance(model, (ConvNet, ConvFFNet))
+
+
+def test_a_scenario_net_leaves_learners_without_one_alone(make_config):
+    from ffcl.experiment import strategy_config
+
+    cfg = make_config("split_cifar10", "slda")
+    assert strategy_config(cfg).net == "mlp"
+    cfg = make_config("split_cifar10", "naive")
+    assert (strategy_config(cfg).net, strategy_config(cfg).hidden) == ("vgg", cfg.scenario.hidden)
+    cfg = make_config("split_cifar10", "naive", ["strategy.net='resnet'", "strategy.hidden=[8, 16]"])
+    assert (strategy_config(cfg).net, strategy_config(cfg).hidden) == ("resnet", [8, 16])
