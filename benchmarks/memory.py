@@ -110,6 +110,7 @@ def one_step(name: str, depth: int, width: int, batch: int, device: torch.device
         model.forward = forward  # type: ignore[method-assign]
         strategy.model = model
     strategy.mbatch = [x, y, torch.zeros_like(y)]
+    strategy.is_training = True  # the training step's forward and loss (outside train(), a template evaluates)
     saved = SavedTensors()
     if device.type == "cuda":
         torch.cuda.synchronize()
