@@ -12,7 +12,8 @@ activation checkpointing (``bp_checkpoint``: one checkpoint per stage, ``torch.u
 the fair baseline), and FF learners on ``ConvFFNet``: ``df`` with its default one backward of the
 summed local losses (``fused``: every block's graph alive at once) and block by block
 (``blockwise``: one block's graph at a time), ``trifecta`` (overlapping updates: windows of two
-blocks) and ``sffa`` blockwise. An FF step trains on the positive and its negatives, 1 + K
+blocks), ``sffa`` blockwise and ``sff`` (no label input: one pass, per-class channels; one backward
+of the summed block losses). An FF step with the label as input trains on the positive and its negatives, 1 + K
 candidates per image (K = 1 here, DF's default is 4), so its batch is 1 + K times larger.
 
     python benchmarks/memory.py --out benchmarks/results/memory.json --plot docs/memory_depth.png
@@ -39,6 +40,7 @@ LEARNERS = {  # name: (recipe, learner_args)
     "df_blockwise": ("df", {"update": "blockwise", "negatives": "random", "n_negatives": 1, "collaboration": False, "training_scores": False}),
     "sffa_blockwise": ("sffa", {"update": "blockwise", "negatives": "random", "training_scores": False}),
     "trifecta": ("trifecta", {}),
+    "sff": ("sff", {}),
 }
 
 

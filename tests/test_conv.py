@@ -43,6 +43,8 @@ def _train(recipe: str, digits, stream_experiences: int = 1, epochs: int = 8, **
     ("ff", dict(net="vgg", hidden=[32, 64], score_first_layer=True), 0.7),
     ("trifecta", dict(net="resnet", hidden=[16, 32], lr=3e-3), 0.85),
     ("dc", dict(hidden=[32, 64]), 0.8),
+    ("sff", dict(hidden=[32, 64]), 0.9),
+    ("sff", dict(net="resnet", hidden=[16, 32]), 0.9),
     ("naive", dict(net="vgg", hidden=[32, 64]), 0.9),
     ("naive", dict(net="mobilenet", hidden=[16, 32]), 0.9),
 ])
@@ -78,6 +80,22 @@ def test_no_gradient_leaves_a_block(net, digits):
         used = [g is not None and g.abs().sum() > 0 for g, (n, p) in zip(grads, model.blocks[i].named_parameters())
                 if "bn" not in n and not n.endswith(".0.weight")]  # every conv of the block learns
         assert all(used), f"block {i}: parameters without gradient"
+
+
+@pytest.mark.parametrize("net", ["vgg", "resnet"])
+def test_sff_block_losses_stay_in_their_stage_and_head(net, digits):
+    from ffcl.nn.conv_ff import SFFNet
+    from ffcl.objectives import DistanceNPair
+
+    torch.manual_seed(0)
+    model = SFFNet(net, (1, 8, 8), [8, 16, 16], 10, DistanceNPair(1.0, 1.0))
+    maps = model.class_maps(digits.x_train[:16])
+    assert [m.shape[:2] for m in maps] == [(16, 10)] * 3
+    for i, m in enumerate(maps):
+        loss = m.pow(2).mean()
+        for j, (stage, head) in enumerate(zip(model.blocks, model.heads)):
+            grads = torch.autograd.grad(loss, [*stage.parameters(), *head.parameters()], allow_unused=True, retain_graph=True)
+            assert any(g is not None and g.abs().sum() > 0 for g in grads) == (i == j)
 
 
 def test_overlapping_updates_reach_exactly_the_intended_blocks(digits):
@@ -175,7 +193,7 @@ def test_conv_recipes_refuse_what_they_cannot_do(digits):
         cfg.validate("strategy")
 
 
-@pytest.mark.parametrize("recipe", ["trifecta", "dc"])
+@pytest.mark.parametrize("recipe", ["trifecta", "dc", "sff"])
 def test_new_recipes_run_a_short_stream(recipe, make_config, tmp_path):
     from ffcl.experiment import load_learner, run_experiment
 

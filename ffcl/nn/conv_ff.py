@@ -20,7 +20,7 @@ from ..objectives import Objective
 from .conv import _image_shape, conv_stages
 from .ff import FFNet, rms_normalize
 
-__all__ = ["ConvFFBlock", "ConvFFNet"]
+__all__ = ["ConvFFBlock", "ConvFFNet", "SFFNet"]
 
 
 class ConvFFBlock(nn.Module):
@@ -102,3 +102,51 @@ class ConvFFNet(FFNet):
             flat = x.flatten(1)
             x = ((flat - flat.mean(1, keepdim=True)) / (flat.std(1, keepdim=True) + 1e-6)).view_as(x)
         return x
+
+
+class SFFNet(nn.Module):
+    """Scalable FF (Krutsylo 2025; seeds/004; algorithms.md section 6): conv stages that take no label,
+    each followed by an auxiliary 1x1 convolution with one output channel per class. Class c's
+    goodness at a block is the objective's goodness of channel c's map, so one pass scores every
+    class; each stage sees the one below RMS-normalised per sample and detached (back-propagation
+    inside a stage, nothing across stages)."""
+
+    def __init__(self, net: str, input_shape: tuple[int, ...], hidden: list[int], max_classes: int, objective: Objective, *,
+                 score_layers: str = "all") -> None:
+        super().__init__()
+        c, h, w = _image_shape(input_shape)
+        self.objective = objective
+        self.blocks = nn.ModuleList(conv_stages(net, c, hidden, (h, w)))
+        self.heads = nn.ModuleList(nn.Conv2d(width, max_classes, 1) for width in hidden)
+        if score_layers not in ("all", "last"):
+            raise ValueError(f"score_layers must be 'all' or 'last', got '{score_layers}'")
+        self.score_layers = list(range(len(hidden)))[-1:] if score_layers == "last" else list(range(len(hidden)))
+
+    @property
+    def max_classes(self) -> int:
+        return self.heads[0].out_channels
+
+    def grow(self, num_classes: int) -> None:
+        """Room for labels up to ``num_classes - 1``: new output channels in every head, old ones kept."""
+        for i, head in enumerate(self.heads):
+            if num_classes > head.out_channels:
+                new = nn.Conv2d(head.in_channels, num_classes, 1).to(head.weight.device)
+                with torch.no_grad():
+                    new.weight[: head.out_channels], new.bias[: head.out_channels] = head.weight, head.bias
+                self.heads[i] = new
+
+    def class_maps(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Per block, every class's map [B, classes, H*W]."""
+        out = []
+        for stage, head in zip(self.blocks, self.heads):
+            z = stage(x)
+            out.append(head(z).flatten(2))
+            x = rms_normalize(z.detach().flatten(1)).view_as(z)
+        return out
+
+    def scores(self, maps: list[torch.Tensor]) -> torch.Tensor:
+        """Class scores [B, classes]: goodness averaged over the scoring blocks (the blocks' vote)."""
+        return torch.stack([self.objective.goodness(maps[i]) for i in self.score_layers]).mean(0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.scores(self.class_maps(x))
