@@ -271,3 +271,18 @@ def test_a_scenario_net_leaves_learners_without_one_alone(make_config):
     assert (strategy_config(cfg).net, strategy_config(cfg).hidden) == ("vgg", cfg.scenario.hidden)
     cfg = make_config("split_cifar10", "naive", ["strategy.net='resnet'", "strategy.hidden=[8, 16]"])
     assert (strategy_config(cfg).net, strategy_config(cfg).hidden) == ("resnet", [8, 16])
+
+
+@pytest.mark.parametrize("recipe", ["sff", "trifecta"])
+def test_a_conv_learner_adapts_to_new_classes(recipe, make_config, tmp_path):
+    """`ffcl adapt` grows a conv learner's per-class parts (heads, label planes) for labels it never saw."""
+    from test_adapt import new_classes_npz
+
+    from ffcl.adapt import adapt_run
+    from ffcl.experiment import run_experiment
+
+    cfg = make_config("split_digits", recipe, ["strategy.hidden=[8, 16]", "strategy.epochs=1"])
+    run_experiment(cfg, tmp_path / "run", quiet=True)
+    m = adapt_run(tmp_path / "run", new_classes_npz(tmp_path / "new.npz"), tmp_path / "adapted", epochs=1, quiet=True)
+    assert set(m["new_classes"].values()) == {10, 11}
+    assert len(m["accuracy_matrix"][-1]) == len(m["columns"])

@@ -20,7 +20,7 @@ from ffcl.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 # commands about the reader's own files or folders, and those that need a GPU (none here)
-PLACEHOLDERS = ("<", "RUN_DIR", "my_", "[--", "OUT/", "--device cuda")
+PLACEHOLDERS = ("<", "RUN_DIR", "my_", "[--", "OUT/", "--device cuda", "--data-root /data/")
 
 
 def _commands() -> list[tuple[str, str]]:
