@@ -51,12 +51,13 @@ def build(recipe: str, hidden: list[int], batch: int, epochs: int, data: TensorD
     return build_strategy(cfg, input_shape=data.input_shape, num_classes=data.num_classes, evaluator=evaluator), cfg
 
 
-def ff_loss(strategy, model: FFNet, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """The FF template's local losses, written out: positive + K negative labels, one fused backward."""
+def ff_loss(strategy, model: FFNet, x: torch.Tensor, y: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+    """The FF template's local losses, written out: the pre-update scoring pass the template makes
+    (``training_scores``, or hardest negatives), positive + K negative labels, one fused backward.
+    ``classes``: the candidates, worked out once per experience as the template does."""
     model.activate(y)
-    classes = model.active_classes()
     scores = None
-    if strategy.negatives == "hardest" and len(classes) - 1 > strategy.n_negatives:
+    if strategy.training_scores or strategy.negatives == "hardest":
         with torch.no_grad():
             scores = model.infer_scores(x, classes.expand(len(y), -1))
     labels = torch.cat([y[:, None], sample_negatives(y, classes, strategy.n_negatives, strategy.negatives, scores)], 1)
@@ -75,6 +76,10 @@ def plain_loop(strategy, model: torch.nn.Module, cfg, experiences: list[tuple[to
     opt = type(strategy.optimizer)(model.parameters(), **strategy.optimizer.defaults)
     memory: list[torch.Tensor] | None = None
     for x, y in experiences:
+        seen = torch.cat([y, memory[1]]) if memory is not None else y
+        if isinstance(model, FFNet):
+            model.activate(seen)
+            classes = model.active_classes()
         for _ in range(epochs):
             perm = torch.randperm(len(y))
             for i in range(0, len(y), batch):
@@ -83,7 +88,7 @@ def plain_loop(strategy, model: torch.nn.Module, cfg, experiences: list[tuple[to
                 if memory is not None:
                     m = torch.randint(len(memory[1]), (batch,))
                     xb, yb = torch.cat([xb, memory[0][m]]), torch.cat([yb, memory[1][m]])
-                loss = ff_loss(strategy, model, xb, yb) if isinstance(model, FFNet) else F.cross_entropy(model(xb), yb)
+                loss = ff_loss(strategy, model, xb, yb, classes) if isinstance(model, FFNet) else F.cross_entropy(model(xb), yb)
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
