@@ -14,7 +14,6 @@ of algorithms.md: a stream cannot be replayed block by block).
 
 from __future__ import annotations
 
-from typing import Any
 
 import torch
 import torch.nn.functional as F

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from ..allocation import NeuronAllocation
 from ..config import ConfigError
-from ..nn.ff import FFNet
 from ..objectives import SFFA
 from .ff_template import FFTemplate
 from .registry import BuildContext, register_learner, register_plugin
