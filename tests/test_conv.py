@@ -140,8 +140,8 @@ def test_dc_consistency_of_a_conv_block_reduces_to_the_dense_form():
     obj = DimensionalityCompression()
     h = torch.randn(6, 4, 5)
     assert torch.allclose(obj.loss(h), obj.loss(h[:, :, None]))
-    spatial = torch.randn(6, 4, 9, 5)  # 9 positions: consistency over each image's 36 responses, diversity over 54
-    expected = 0.5 * effective_dimensionality(spatial.reshape(6, 36, 5)).mean() - 0.5 * effective_dimensionality(spatial.mean(1).reshape(54, 5))
+    spatial = torch.randn(6, 4, 9, 5)  # 9 positions: consistency over the 4 copies at each position, diversity over 54
+    expected = 0.5 * effective_dimensionality(spatial.transpose(1, 2)).mean() - 0.5 * effective_dimensionality(spatial.mean(1).reshape(54, 5))
     assert torch.allclose(obj.loss(spatial), expected)
 
 
