@@ -122,9 +122,12 @@ class BuildContext:
             return model
         if score_layers not in ("all", "last"):
             raise ConfigError(f"score_layers on a conv net must be all or last, got '{score_layers}'")
-        return ConvFFNet(c.net, self.image_shape(), self.blocks(), self.num_classes, objective, split=split,
-                         score_layers=score_layers, standardize_input=bool(mlp_args.get("standardize_input", False)),
-                         label_every_block=label_every_block)
+        try:
+            return ConvFFNet(c.net, self.image_shape(), self.blocks(), self.num_classes, objective, split=split,
+                             score_layers=score_layers, standardize_input=bool(mlp_args.get("standardize_input", False)),
+                             label_every_block=label_every_block)
+        except ValueError as e:
+            raise ConfigError(f"learner '{c.learner}' on net '{c.net}': {e}") from None
 
     def blocks(self) -> list[int]:
         """The recipe's hidden widths, for a learner made of local blocks (it needs at least one)."""
