@@ -286,3 +286,12 @@ def test_a_conv_learner_adapts_to_new_classes(recipe, make_config, tmp_path):
     m = adapt_run(tmp_path / "run", new_classes_npz(tmp_path / "new.npz"), tmp_path / "adapted", epochs=1, quiet=True)
     assert set(m["new_classes"].values()) == {10, 11}
     assert len(m["accuracy_matrix"][-1]) == len(m["columns"])
+
+
+@pytest.mark.parametrize("shape", [(4, 5, 32), (3, 40, 8), (7, 16, 16)])
+def test_effective_dimensionality_is_the_participation_ratio_either_way(shape):
+    """Formed from y y^T when there are fewer responses than dimensions: the same eigenvalues."""
+    torch.manual_seed(0)
+    y = torch.randn(*shape, dtype=torch.float64)
+    eig = torch.linalg.eigvalsh(y.transpose(-1, -2) @ y / (shape[-2] - 1))
+    assert torch.allclose(effective_dimensionality(y), eig.sum(-1) ** 2 / eig.pow(2).sum(-1))

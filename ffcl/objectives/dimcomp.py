@@ -18,8 +18,12 @@ __all__ = ["DimensionalityCompression", "effective_dimensionality"]
 
 
 def effective_dimensionality(y: torch.Tensor) -> torch.Tensor:
-    """ED of responses y [..., n, d]: (sum of eigenvalues)^2 / sum of squared eigenvalues of y^T y / (n-1)."""
-    m = y.transpose(-1, -2) @ y / max(y.shape[-2] - 1, 1)
+    """ED of responses y [..., n, d]: (sum of eigenvalues)^2 / sum of squared eigenvalues of y^T y / (n-1).
+
+    y^T y [d, d] and y y^T [n, n] share their nonzero eigenvalues, so the smaller one is formed
+    (n copies at one position of a conv block: 10x10 instead of d x d)."""
+    n = max(y.shape[-2] - 1, 1)
+    m = (y @ y.transpose(-1, -2) if y.shape[-2] < y.shape[-1] else y.transpose(-1, -2) @ y) / n
     return torch.diagonal(m, dim1=-2, dim2=-1).sum(-1).pow(2) / m.pow(2).sum((-2, -1)).clamp(min=1e-12)
 
 
