@@ -18,7 +18,7 @@ from torch import nn
 
 from ..objectives import Objective
 from .conv import _image_shape, conv_stages
-from .ff import FFNet, rms_normalize
+from .ff import FFNet, rms_normalize, standardize_images
 
 __all__ = ["ConvFFBlock", "ConvFFNet", "SFFNet"]
 
@@ -98,10 +98,7 @@ class ConvFFNet(FFNet):
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Images as the first block sees them: standardised per image with ``standardize_input``."""
-        if self.standardize_input:
-            flat = x.flatten(1)
-            x = ((flat - flat.mean(1, keepdim=True)) / (flat.std(1, keepdim=True) + 1e-6)).view_as(x)
-        return x
+        return standardize_images(x) if self.standardize_input else x
 
 
 class SFFNet(nn.Module):

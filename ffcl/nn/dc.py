@@ -16,7 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..objectives import Objective
-from .ff import rms_normalize
+from .conv import _image_shape, conv_stages
+from .ff import rms_normalize, standardize_images
 
 __all__ = ["DCNet"]
 
@@ -45,9 +46,7 @@ class DCNet(nn.Module):
 
     def _input(self, x: torch.Tensor) -> torch.Tensor:
         x = x.flatten(1)
-        if self.standardize_input:
-            x = (x - x.mean(1, keepdim=True)) / (x.std(1, keepdim=True) + 1e-6)
-        return x
+        return standardize_images(x) if self.standardize_input else x
 
     def _activities(self, x: torch.Tensor) -> list[torch.Tensor]:
         out, h = [], x
@@ -83,8 +82,6 @@ class DCConvNet(nn.Module):
         copies: int = 10, dropout: float = 0.2, proj_dim: int = 32, standardize_input: bool = False, seed: int = 0,
     ) -> None:
         super().__init__()
-        from .conv import _image_shape, conv_stages
-
         if copies < 2:
             raise ValueError(f"copies must be >= 2 (consistency is measured over noisy copies), got {copies}")
         if not 0 <= dropout < 1:
@@ -101,10 +98,7 @@ class DCConvNet(nn.Module):
             self.feature_size = self.forward(torch.zeros(2, c, h, w)).shape[1]
 
     def _input(self, x: torch.Tensor) -> torch.Tensor:
-        if self.standardize_input:
-            flat = x.flatten(1)
-            x = ((flat - flat.mean(1, keepdim=True)) / (flat.std(1, keepdim=True) + 1e-6)).view_as(x)
-        return x
+        return standardize_images(x) if self.standardize_input else x
 
     def _activities(self, x: torch.Tensor) -> list[torch.Tensor]:
         out, h = [], x
