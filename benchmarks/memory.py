@@ -12,9 +12,10 @@ activation checkpointing (``bp_checkpoint``: one checkpoint per stage, ``torch.u
 the fair baseline), and FF learners on ``ConvFFNet``: ``df`` with its default one backward of the
 summed local losses (``fused``: every block's graph alive at once) and block by block
 (``blockwise``: one block's graph at a time), ``trifecta`` (overlapping updates: windows of two
-blocks), ``sffa`` blockwise and ``sff`` (no label input: one pass, per-class channels; one backward
-of the summed block losses). An FF step with the label as input trains on the positive and its negatives, 1 + K
-candidates per image (K = 1 here, DF's default is 4), so its batch is 1 + K times larger.
+blocks), ``sffa`` blockwise, and ``sff`` (no label input: one pass, per-class channels) with one
+backward of the summed block losses and blockwise (``sff_blockwise``). An FF step with the label
+as input trains on the positive and its negatives, 1 + K candidates per image (K = 1 here, DF's
+default is 4), so its batch is 1 + K times larger.
 
     python benchmarks/memory.py --out benchmarks/results/memory.json --plot docs/memory_depth.png
 """
@@ -41,6 +42,7 @@ LEARNERS = {  # name: (recipe, learner_args)
     "sffa_blockwise": ("sffa", {"update": "blockwise", "negatives": "random", "training_scores": False}),
     "trifecta": ("trifecta", {}),
     "sff": ("sff", {}),
+    "sff_blockwise": ("sff", {"update": "blockwise"}),
 }
 
 

@@ -133,12 +133,16 @@ class StrategyConfig:
     ``net`` is the network the learner trains: ``mlp`` (``hidden`` lists the layer widths) or a
     convolutional net, ``vgg``, ``resnet`` or ``mobilenet`` (``hidden`` lists the stages' channels;
     ``ffcl.nn.conv``), for the back-propagation learners and the FF learners alike. On a conv net an
-    FF learner's label enters as a learned plane (the label-code and k-WTA arguments are MLP-only).
+    FF learner's label enters as a learned plane (the label-code and k-WTA arguments are MLP-only),
+    and ``stages_per_block`` conv stages make one unit of local learning (back-propagation inside
+    it, nothing across; seeds/004's block-local hybrid training); back-propagation learners train
+    the whole net as one block whatever it says.
     """
 
     learner: str = "mlp"
     net: str = "mlp"
     hidden: list[int] = field(default_factory=lambda: [400, 400])
+    stages_per_block: int = 1
     epochs: int = 1
     batch_size: int = 128
     eval_batch_size: int = 1024
@@ -153,8 +157,11 @@ class StrategyConfig:
     def validate(self, where: str) -> None:
         _choice(where, "optimizer", self.optimizer, OPTIMIZERS)
         _choice(where, "net", self.net, NETS)
-        for key in ("epochs", "batch_size", "eval_batch_size"):
+        for key in ("epochs", "batch_size", "eval_batch_size", "stages_per_block"):
             _positive(where, key, getattr(self, key))
+        if self.stages_per_block != 1 and self.net == "mlp":
+            raise ConfigError(f"{where}: 'stages_per_block' groups the stages of a conv net; set net to vgg, resnet or mobilenet, "
+                              "or leave it at 1 (an MLP's local blocks are its layers)")
         if not math.isfinite(self.lr) or self.lr <= 0:
             raise ConfigError(f"{where}: 'lr' must be a finite number > 0, got {self.lr}")
         for key in ("momentum", "weight_decay"):

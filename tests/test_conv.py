@@ -82,6 +82,35 @@ def test_no_gradient_leaves_a_block(net, digits):
         assert all(used), f"block {i}: parameters without gradient"
 
 
+@pytest.mark.parametrize("learner", ["df", "sff", "dc"])
+def test_stages_per_block_makes_several_stages_one_local_block(learner, digits):
+    """Block-local hybrid training on a vgg net: with two stages per block, a block's loss reaches
+    both of its convolutions and nothing of the other block."""
+    cfg = load_strategy(learner)
+    cfg.net, cfg.hidden, cfg.stages_per_block = "vgg", [8, 8, 16, 16, 24], 2
+    strategy = build_strategy(cfg, input_shape=(1, 8, 8), num_classes=10)
+    model = strategy.model.features if learner == "dc" else strategy.model
+    assert len(model.blocks) == 3 and [len(b.stage if hasattr(b, "stage") else b) for b in model.blocks] == [2, 2, 1]
+    x, y = digits.x_train[:16], digits.y_train[:16]
+    if learner == "df":
+        losses = [model.objective.loss(a) for a in model.activities(x, torch.stack([y, (y + 1) % 10], 1))]
+    elif learner == "sff":
+        assert [h.in_channels for h in model.heads] == [8, 16, 24]
+        losses = [m.pow(2).mean() for m in model.class_maps(x)]
+    else:
+        losses = [a.pow(2).mean() for a in model.noisy_activities(x)]
+    for i, loss in enumerate(losses):
+        for j, block in enumerate(model.blocks):
+            convs = [m.weight for m in block.modules() if isinstance(m, torch.nn.Conv2d)]
+            grads = torch.autograd.grad(loss, convs, allow_unused=True, retain_graph=True)
+            assert [g is not None and g.abs().sum() > 0 for g in grads] == [i == j] * len(convs)
+    cfg = load_strategy(learner)
+    cfg.stages_per_block = 2
+    cfg.net = "mlp"
+    with pytest.raises(ConfigError, match="'stages_per_block' groups the stages of a conv net"):
+        cfg.validate("strategy")
+
+
 @pytest.mark.parametrize("net", ["vgg", "resnet"])
 def test_sff_block_losses_stay_in_their_stage_and_head(net, digits):
     from ffcl.nn.conv_ff import SFFNet
@@ -96,6 +125,32 @@ def test_sff_block_losses_stay_in_their_stage_and_head(net, digits):
         for j, (stage, head) in enumerate(zip(model.blocks, model.heads)):
             grads = torch.autograd.grad(loss, [*stage.parameters(), *head.parameters()], allow_unused=True, retain_graph=True)
             assert any(g is not None and g.abs().sum() > 0 for g in grads) == (i == j)
+
+
+def test_sff_blockwise_update_gives_the_fused_gradients(digits):
+    """update = "blockwise" back-propagates each block's loss before the next block runs: the same
+    loss and gradients as one backward of the summed losses."""
+    x, y = digits.x_train[:32], digits.y_train[:32]
+    grads, losses = [], []
+    for update in ("fused", "blockwise"):
+        cfg = load_strategy("sff")
+        cfg.hidden, cfg.learner_args["update"] = [8, 16, 16], update
+        torch.manual_seed(0)
+        strategy = build_strategy(cfg, input_shape=(1, 8, 8), num_classes=10)
+        strategy.is_training = True
+        strategy.model.train()
+        strategy.mbatch = [x, y, torch.zeros_like(y)]
+        strategy.optimizer.zero_grad()
+        strategy.mb_output = strategy.forward()
+        strategy.loss = strategy.criterion()
+        strategy.backward()
+        losses.append(strategy.loss.item())
+        grads.append([p.grad.clone() for p in strategy.model.parameters()])
+    assert losses[0] == pytest.approx(losses[1], rel=1e-6)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(*grads))
+    cfg.learner_args["update"] = "overlap"
+    with pytest.raises(ConfigError, match="sff: update must be one of fused, blockwise"):
+        build_strategy(cfg, input_shape=(1, 8, 8), num_classes=10)
 
 
 def test_overlapping_updates_reach_exactly_the_intended_blocks(digits):

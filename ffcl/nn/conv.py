@@ -25,7 +25,7 @@ from torch import nn
 
 from .mlp import widen_classifier
 
-__all__ = ["NETS", "CONV_NETS", "conv_stages", "ConvNet"]
+__all__ = ["NETS", "CONV_NETS", "conv_stages", "local_blocks", "ConvNet"]
 
 NETS = ("mlp", "vgg", "resnet", "mobilenet")
 CONV_NETS = NETS[1:]
@@ -110,6 +110,21 @@ def conv_stages(net: str, in_channels: int, widths: list[int], input_size: tuple
         size = (size + 1) // 2 if down else size
         cin = cout
     return stages
+
+
+def local_blocks(net: str, in_channels: int, widths: list[int], input_size: tuple[int, int],
+                 stages_per_block: int = 1) -> tuple[list[nn.Module], list[int]]:
+    """The stages of a ``net`` grouped ``stages_per_block`` at a time into the units of local
+    learning (the last block may hold fewer), and each block's output width.
+
+    Back-propagation runs through the stages of a block and never across blocks: seeds/004's
+    block-local hybrid training, for a net whose stages are single convolutions (``vgg``)."""
+    if stages_per_block < 1:
+        raise ValueError(f"stages_per_block must be >= 1, got {stages_per_block}")
+    stages = conv_stages(net, in_channels, widths, input_size)
+    starts = range(0, len(stages), stages_per_block)
+    blocks = [stages[i] if stages_per_block == 1 else nn.Sequential(*stages[i:i + stages_per_block]) for i in starts]
+    return blocks, [widths[min(i + stages_per_block, len(widths)) - 1] for i in starts]
 
 
 class ConvNet(nn.Module):

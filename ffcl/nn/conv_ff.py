@@ -13,11 +13,13 @@ so an objective that splits units into halves (SFFA) splits the channels. Same i
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import torch
 from torch import nn
 
 from ..objectives import Objective
-from .conv import _image_shape, conv_stages
+from .conv import _image_shape, local_blocks
 from .ff import FFNet, rms_normalize, standardize_images
 
 __all__ = ["ConvFFBlock", "ConvFFNet", "SFFNet"]
@@ -59,10 +61,12 @@ class ConvFFBlock(nn.Module):
 class ConvFFNet(FFNet):
     """A stack of :class:`ConvFFBlock` (``net``: ``vgg``, ``resnet`` or ``mobilenet``, widths
     ``hidden``) trained by a layer-local :class:`Objective`; ``forward`` and ``activities`` as in
-    :class:`FFNet`. ``split`` gives each block positive and negative channel halves (SFFA)."""
+    :class:`FFNet`. ``split`` gives each block positive and negative channel halves (SFFA);
+    ``stages_per_block`` stages make one local block (:func:`~ffcl.nn.conv.local_blocks`)."""
 
     def __init__(self, net: str, input_shape: tuple[int, ...], hidden: list[int], max_classes: int, objective: Objective, *,
-                 split: bool = False, score_layers: str = "all", standardize_input: bool = False, label_every_block: bool = False) -> None:
+                 split: bool = False, score_layers: str = "all", standardize_input: bool = False, label_every_block: bool = False,
+                 stages_per_block: int = 1) -> None:
         nn.Module.__init__(self)
         c, h, w = _image_shape(input_shape)
         if split and any(width % 2 for width in hidden):
@@ -71,14 +75,14 @@ class ConvFFNet(FFNet):
         self.register_buffer("codes", torch.zeros(max_classes, 0))  # the label enters as a learned plane, not a code
         self.register_buffer("active", torch.zeros(max_classes, dtype=torch.bool))
         self.register_buffer("frozen", torch.zeros(max_classes, dtype=torch.bool))
-        stages = conv_stages(net, c + 1, hidden, (h, w))
+        stages, widths = local_blocks(net, c + 1, hidden, (h, w), stages_per_block)
         self.blocks = nn.ModuleList(
             ConvFFBlock(s, label_shape=(max_classes, 1, h, w) if i == 0 else None, split=split,
-                        label_channels=(max_classes, hidden[i - 1]) if i and label_every_block else None)
+                        label_channels=(max_classes, widths[i - 1]) if i and label_every_block else None)
             for i, s in enumerate(stages))
         if score_layers not in ("all", "last"):
             raise ValueError(f"score_layers must be 'all' or 'last', got '{score_layers}'")
-        self.score_layers = list(range(len(hidden)))[-1:] if score_layers == "last" else list(range(len(hidden)))
+        self.score_layers = list(range(len(stages)))[-1:] if score_layers == "last" else list(range(len(stages)))
         self.max_rows = 256  # candidate rows per inference chunk
 
     def grow(self, num_classes: int) -> None:
@@ -106,18 +110,20 @@ class SFFNet(nn.Module):
     each followed by an auxiliary 1x1 convolution with one output channel per class. Class c's
     goodness at a block is the objective's goodness of channel c's map, so one pass scores every
     class; each stage sees the one below RMS-normalised per sample and detached (back-propagation
-    inside a stage, nothing across stages)."""
+    inside a stage, nothing across stages; ``stages_per_block`` stages per local block, and a head
+    after each block, with :func:`~ffcl.nn.conv.local_blocks`)."""
 
     def __init__(self, net: str, input_shape: tuple[int, ...], hidden: list[int], max_classes: int, objective: Objective, *,
-                 score_layers: str = "all") -> None:
+                 score_layers: str = "all", stages_per_block: int = 1) -> None:
         super().__init__()
         c, h, w = _image_shape(input_shape)
         self.objective = objective
-        self.blocks = nn.ModuleList(conv_stages(net, c, hidden, (h, w)))
-        self.heads = nn.ModuleList(nn.Conv2d(width, max_classes, 1) for width in hidden)
+        blocks, widths = local_blocks(net, c, hidden, (h, w), stages_per_block)
+        self.blocks = nn.ModuleList(blocks)
+        self.heads = nn.ModuleList(nn.Conv2d(width, max_classes, 1) for width in widths)
         if score_layers not in ("all", "last"):
             raise ValueError(f"score_layers must be 'all' or 'last', got '{score_layers}'")
-        self.score_layers = list(range(len(hidden)))[-1:] if score_layers == "last" else list(range(len(hidden)))
+        self.score_layers = list(range(len(blocks)))[-1:] if score_layers == "last" else list(range(len(blocks)))
 
     @property
     def max_classes(self) -> int:
@@ -132,14 +138,17 @@ class SFFNet(nn.Module):
                     new.weight[: head.out_channels], new.bias[: head.out_channels] = head.weight, head.bias
                 self.heads[i] = new
 
-    def class_maps(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Per block, every class's map [B, classes, H*W]."""
-        out = []
+    def iter_maps(self, x: torch.Tensor) -> Iterator[torch.Tensor]:
+        """Block by block, every class's map [B, classes, H*W]; a block runs when the previous map
+        has been consumed (a consumer may back-propagate and free each block's graph in turn)."""
         for stage, head in zip(self.blocks, self.heads):
             z = stage(x)
-            out.append(head(z).flatten(2))
+            yield head(z).flatten(2)
             x = rms_normalize(z.detach().flatten(1)).view_as(z)
-        return out
+
+    def class_maps(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Per block, every class's map [B, classes, H*W]."""
+        return list(self.iter_maps(x))
 
     def scores(self, maps: list[torch.Tensor]) -> torch.Tensor:
         """Class scores [B, classes]: goodness averaged over the scoring blocks (the blocks' vote)."""

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..objectives import Objective
-from .conv import _image_shape, conv_stages
+from .conv import _image_shape, local_blocks
 from .ff import rms_normalize, standardize_images
 
 __all__ = ["DCNet"]
@@ -80,6 +80,7 @@ class DCConvNet(nn.Module):
     def __init__(
         self, net: str, input_shape: tuple[int, ...], hidden: list[int], objective: Objective, *,
         copies: int = 10, dropout: float = 0.2, proj_dim: int = 32, standardize_input: bool = False, seed: int = 0,
+        stages_per_block: int = 1,
     ) -> None:
         super().__init__()
         if copies < 2:
@@ -87,9 +88,10 @@ class DCConvNet(nn.Module):
         if not 0 <= dropout < 1:
             raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
         c, h, w = _image_shape(input_shape)
-        self.blocks = nn.ModuleList(conv_stages(net, c, hidden, (h, w)))
+        blocks, widths = local_blocks(net, c, hidden, (h, w), stages_per_block)
+        self.blocks = nn.ModuleList(blocks)
         g = torch.Generator().manual_seed(seed)
-        for i, width in enumerate(hidden):
+        for i, width in enumerate(widths):
             q, _ = torch.linalg.qr(torch.randn(width, min(proj_dim, width), generator=g))
             self.register_buffer(f"proj{i}", q)
         self.objective, self.copies, self.dropout = objective, copies, dropout

@@ -96,7 +96,8 @@ def dc(
         raise ConfigError(f"dc: 'predict' must be one of {', '.join(PREDICTIONS)}, got '{predict}'")
     try:
         features = DCConvNet(ctx.config.net, ctx.image_shape(), ctx.blocks(), DimensionalityCompression(), copies=copies,
-                             dropout=dropout, proj_dim=proj_dim, standardize_input=standardize_input, seed=seed)
+                             dropout=dropout, proj_dim=proj_dim, standardize_input=standardize_input, seed=seed,
+                             stages_per_block=ctx.config.stages_per_block)
     except ValueError as e:
         raise ConfigError(f"dc: {e}") from None
     model = DCClassifier(features, ctx.num_classes, head_dropout=head_dropout, predict=predict, seed=seed)

@@ -125,7 +125,7 @@ class BuildContext:
         try:
             return ConvFFNet(c.net, self.image_shape(), self.blocks(), self.num_classes, objective, split=split,
                              score_layers=score_layers, standardize_input=bool(mlp_args.get("standardize_input", False)),
-                             label_every_block=label_every_block)
+                             label_every_block=label_every_block, stages_per_block=c.stages_per_block)
         except ValueError as e:
             raise ConfigError(f"learner '{c.learner}' on net '{c.net}': {e}") from None
 

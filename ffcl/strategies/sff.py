@@ -7,8 +7,10 @@ objective's goodness of that map). Each block's loss contrasts the true class's 
 the others, by default the log-sum-exp margin loss log(1 + sum_{c != y} exp(g_c - g_y + m)), m = 1
 (the ``distance`` objective with gamma = 1). Back-propagation runs inside a stage (a ResNet basic
 block, a MobileNet inverted residual) and never across stages: the block-local hybrid training of
-seeds/004. Prediction: the blocks' goodness vectors averaged, one pass whatever the number of
-classes.
+seeds/004; ``stages_per_block`` groups stages into larger local blocks). Prediction: the blocks'
+goodness vectors averaged, one pass whatever the number of classes. ``update = "blockwise"``
+back-propagates each block's loss as soon as its maps exist, so one block's graph is alive at a
+time (the same gradients as the default ``fused``: one backward of the summed losses).
 """
 
 from __future__ import annotations
@@ -25,32 +27,65 @@ from ..objectives import OBJECTIVES, make_objective
 from .ff_template import sample_negatives
 from .registry import BuildContext, register_learner
 
-__all__ = ["SFFTemplate"]
+__all__ = ["SFFTemplate", "SFF_UPDATES"]
+
+SFF_UPDATES = ("fused", "blockwise")
 
 
 class SFFTemplate(TensorLoaders, SupervisedTemplate):
     """Training step: one pass gives every block's class maps; the output is their scores (before
     the update), the loss the sum of the blocks' local losses, each with the true class's map as
-    the positive and every other class's as its negatives."""
+    the positive and every other class's as its negatives.
+
+    :param update: ``fused`` (one backward of the summed block losses in :meth:`backward`) or
+        ``blockwise`` (each block's loss back-propagated in :meth:`forward` before the next block
+        runs; plugins' penalties, EWC's or SI's, are back-propagated in :meth:`backward`)."""
+
+    def __init__(self, *args: Any, update: str = "fused", **kwargs: Any) -> None:
+        if update not in SFF_UPDATES:
+            raise ConfigError(f"sff: update must be one of {', '.join(SFF_UPDATES)}, got '{update}'")
+        super().__init__(*args, **kwargs)
+        self.update = update
+
+    def _block_loss(self, maps: torch.Tensor) -> torch.Tensor:
+        """A block's local loss: the true class's map first, every other class's after it."""
+        y = self.mb_y
+        order = torch.cat([y[:, None], sample_negatives(y, torch.arange(maps.shape[1], device=y.device), 0, "all")], 1)
+        return self.model.objective.loss(maps.gather(1, order[..., None].expand(-1, -1, maps.shape[2])))
 
     def forward(self) -> torch.Tensor:
         if not self.is_training:
             return super().forward()
-        self._maps = self.model.class_maps(self.mb_x)
-        return self.model.scores(self._maps).detach()
+        model: SFFNet = self.model
+        if self.update == "fused":
+            self._maps = model.class_maps(self.mb_x)
+            return model.scores(self._maps).detach()
+        maps, self._blockwise_loss = [], torch.zeros((), device=self.mb_x.device)
+        for m in model.iter_maps(self.mb_x):
+            loss = self._block_loss(m)
+            loss.backward()  # frees this block's graph before the next block runs
+            self._blockwise_loss = self._blockwise_loss + loss.detach()
+            maps.append(m.detach())
+        return model.scores(maps)
 
     def criterion(self) -> torch.Tensor:
         if not self.is_training:
             return super().criterion()
-        model: SFFNet = self.model
-        y = self.mb_y
-        order = torch.cat([y[:, None], sample_negatives(y, torch.arange(model.max_classes, device=y.device), 0, "all")], 1)
-        return sum(model.objective.loss(m.gather(1, order[..., None].expand(-1, -1, m.shape[2]))) for m in self._maps)
+        if self.update == "blockwise":
+            return self._blockwise_loss
+        return sum(self._block_loss(m) for m in self._maps)
+
+    def backward(self) -> None:
+        if self.is_training and self.update == "blockwise":
+            if self.loss.requires_grad:  # the block losses are back-propagated; a plugin's penalty remains
+                self.loss.backward(retain_graph=self.retain_graph)
+            return
+        super().backward()
 
 
 @register_learner("sff", takes_net=True)
 def sff(ctx: BuildContext, objective: str = "distance", objective_args: dict[str, Any] | None = None,
-        score_layers: str = "all") -> SFFTemplate:
+        score_layers: str = "all", update: str = "fused") -> SFFTemplate:
     """SFF on the recipe's conv ``net`` with a registered ``objective`` (default: the margin loss,
     ``distance`` with gamma 1 and margin 1)."""
     if ctx.config.net == "mlp":
@@ -60,7 +95,7 @@ def sff(ctx: BuildContext, objective: str = "distance", objective_args: dict[str
     args = {"gamma": 1.0, "margin": 1.0} if objective == "distance" and objective_args is None else dict(objective_args or {})
     try:
         model = SFFNet(ctx.config.net, ctx.image_shape(), ctx.blocks(), ctx.num_classes, make_objective(objective, **args),
-                       score_layers=score_layers)
+                       score_layers=score_layers, stages_per_block=ctx.config.stages_per_block)
     except (TypeError, ValueError) as e:
         raise ConfigError(f"sff: {e}") from None
-    return SFFTemplate(model=model, optimizer=ctx.optimizer(model.parameters()), **ctx.template_kwargs())
+    return SFFTemplate(model=model, optimizer=ctx.optimizer(model.parameters()), update=update, **ctx.template_kwargs())
