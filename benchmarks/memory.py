@@ -1,11 +1,12 @@
 """Peak training memory of FF learners against back-propagation on the same conv net (issue 15).
 
-One training step of each learner on a ``vgg`` net of ``depth`` stages of ``width`` channels
-(3x32x32 inputs, 10 classes, random data: memory does not depend on the values), at each depth
-and batch size. On the CPU the step's activation memory is what autograd saves for the backward
-pass, counted live through saved-tensor hooks (a tensor counts once however often it is saved, and
-stops counting when autograd frees it), plus the parameters, their gradients and the optimiser's
-state. On a GPU it is ``torch.cuda.max_memory_allocated`` over the step.
+One training step of each learner on a ``vgg`` net of ``depth`` stages of ``width`` channels,
+each stage one local block for the FF learners (3x32x32 inputs, 10 classes, random data: memory
+does not depend on the values), at each depth and batch size. On the CPU the step's activation
+memory is what autograd saves for the backward pass, counted live through saved-tensor hooks (a
+tensor counts once however often it is saved, and stops counting when autograd frees it), plus
+the parameters, their gradients and the optimiser's state. On a GPU it is
+``torch.cuda.max_memory_allocated`` over the step.
 
 The learners: back-propagation (``bp``, Avalanche's Naive on ``ConvNet``), back-propagation with
 activation checkpointing (``bp_checkpoint``: one checkpoint per stage, ``torch.utils.checkpoint``,
@@ -93,7 +94,7 @@ def _state_bytes(strategy) -> dict[str, float]:  # type: ignore[no-untyped-def]
 def one_step(name: str, depth: int, width: int, batch: int, device: torch.device) -> dict[str, float]:
     recipe, args = LEARNERS[name]
     cfg = load_strategy(recipe)
-    cfg.net, cfg.hidden, cfg.batch_size, cfg.plugins = "vgg", [width] * depth, batch, {}
+    cfg.net, cfg.hidden, cfg.batch_size, cfg.plugins, cfg.stages_per_block = "vgg", [width] * depth, batch, {}, 1
     cfg.learner_args.update(args)
     torch.manual_seed(0)
     strategy = build_strategy(cfg, input_shape=(3, 32, 32), num_classes=10, device=device)
