@@ -157,7 +157,7 @@ def test_overlapping_updates_reach_exactly_the_intended_blocks(digits):
     """The Trifecta's windows: on even iterations losses at blocks 0 and 2, the loss of block 2 also
     reaching block 1, block 3 untouched; on odd ones losses at 1 and 3, each reaching the block below."""
     cfg = load_strategy("trifecta")
-    cfg.hidden = [8, 8, 16, 16]
+    cfg.hidden, cfg.stages_per_block = [8, 8, 16, 16], 1
     strategy = build_strategy(cfg, input_shape=(1, 8, 8), num_classes=10)
     model = strategy.model
     x, y = digits.x_train[:16], digits.y_train[:16]
@@ -180,6 +180,8 @@ def test_overlapping_updates_reach_exactly_the_intended_blocks(digits):
         strategy.criterion().backward()
         got = [any(p.grad is not None and p.grad.abs().sum() > 0 for p in b.parameters()) for b in model.blocks]
         assert got == reached
+    cfg.stages_per_block = 4  # one block: nothing to overlap with, so it learns at every iteration
+    assert build_strategy(cfg, input_shape=(1, 8, 8), num_classes=10).loss_blocks(1) == [0]
 
 
 def test_label_planes_grow_and_keep_the_old_ones(digits):

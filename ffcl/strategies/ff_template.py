@@ -238,9 +238,12 @@ class FFTemplate(TensorLoaders, SupervisedTemplate):
         return output
 
     def loss_blocks(self, iteration: int) -> list[int]:
-        """The blocks whose local losses count at a training iteration (all but with ``overlap``)."""
+        """The blocks whose local losses count at a training iteration (all but with ``overlap``,
+        where a single block has nothing to overlap with and learns at every iteration)."""
         blocks = range(len(self.model.blocks))
-        return [i for i in blocks if i % 2 == iteration % 2] if self.update == "overlap" else list(blocks)
+        if self.update != "overlap" or len(blocks) == 1:
+            return list(blocks)
+        return [i for i in blocks if i % 2 == iteration % 2]
 
     def _contexts(self, goodness: torch.Tensor) -> list[torch.Tensor | None]:
         """For layer collaboration: the detached goodness of all *other* layers, per layer."""
