@@ -123,6 +123,7 @@ def local_blocks(net: str, in_channels: int, widths: list[int], input_size: tupl
         raise ValueError(f"stages_per_block must be >= 1, got {stages_per_block}")
     stages = conv_stages(net, in_channels, widths, input_size)
     starts = range(0, len(stages), stages_per_block)
+    # one stage per block stays unwrapped: the parameter names (and saved learners) of the one-stage form
     blocks = [stages[i] if stages_per_block == 1 else nn.Sequential(*stages[i:i + stages_per_block]) for i in starts]
     return blocks, [widths[min(i + stages_per_block, len(widths)) - 1] for i in starts]
 

@@ -25,6 +25,13 @@ from .ff import FFNet, rms_normalize, standardize_images
 __all__ = ["ConvFFBlock", "ConvFFNet", "SFFNet"]
 
 
+def _score_layers(score_layers: str, n_blocks: int) -> list[int]:
+    """The blocks whose goodness makes the score: ``all`` of them or the ``last``."""
+    if score_layers not in ("all", "last"):
+        raise ValueError(f"score_layers must be 'all' or 'last', got '{score_layers}'")
+    return list(range(n_blocks))[-1:] if score_layers == "last" else list(range(n_blocks))
+
+
 class ConvFFBlock(nn.Module):
     """One local conv block; the first also holds the label planes ([classes, 1, H, W])."""
 
@@ -80,9 +87,7 @@ class ConvFFNet(FFNet):
             ConvFFBlock(s, label_shape=(max_classes, 1, h, w) if i == 0 else None, split=split,
                         label_channels=(max_classes, widths[i - 1]) if i and label_every_block else None)
             for i, s in enumerate(stages))
-        if score_layers not in ("all", "last"):
-            raise ValueError(f"score_layers must be 'all' or 'last', got '{score_layers}'")
-        self.score_layers = list(range(len(stages)))[-1:] if score_layers == "last" else list(range(len(stages)))
+        self.score_layers = _score_layers(score_layers, len(stages))
         self.max_rows = 256  # candidate rows per inference chunk
 
     def grow(self, num_classes: int) -> None:
@@ -121,9 +126,7 @@ class SFFNet(nn.Module):
         blocks, widths = local_blocks(net, c, hidden, (h, w), stages_per_block)
         self.blocks = nn.ModuleList(blocks)
         self.heads = nn.ModuleList(nn.Conv2d(width, max_classes, 1) for width in widths)
-        if score_layers not in ("all", "last"):
-            raise ValueError(f"score_layers must be 'all' or 'last', got '{score_layers}'")
-        self.score_layers = list(range(len(blocks)))[-1:] if score_layers == "last" else list(range(len(blocks)))
+        self.score_layers = _score_layers(score_layers, len(blocks))
 
     @property
     def max_classes(self) -> int:

@@ -47,10 +47,13 @@ class SFFTemplate(TensorLoaders, SupervisedTemplate):
         super().__init__(*args, **kwargs)
         self.update = update
 
-    def _block_loss(self, maps: torch.Tensor) -> torch.Tensor:
-        """A block's local loss: the true class's map first, every other class's after it."""
+    def _class_order(self) -> torch.Tensor:
+        """Per sample, the true class first and every other class after it (its negatives), [B, C]."""
         y = self.mb_y
-        order = torch.cat([y[:, None], sample_negatives(y, torch.arange(maps.shape[1], device=y.device), 0, "all")], 1)
+        return torch.cat([y[:, None], sample_negatives(y, torch.arange(self.model.max_classes, device=y.device), 0, "all")], 1)
+
+    def _block_loss(self, maps: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+        """A block's local loss on its class maps [B, C, H*W], taken in ``order``."""
         return self.model.objective.loss(maps.gather(1, order[..., None].expand(-1, -1, maps.shape[2])))
 
     def forward(self) -> torch.Tensor:
@@ -60,9 +63,9 @@ class SFFTemplate(TensorLoaders, SupervisedTemplate):
         if self.update == "fused":
             self._maps = model.class_maps(self.mb_x)
             return model.scores(self._maps).detach()
-        maps, self._blockwise_loss = [], torch.zeros((), device=self.mb_x.device)
+        maps, self._blockwise_loss, order = [], torch.zeros((), device=self.mb_x.device), self._class_order()
         for m in model.iter_maps(self.mb_x):
-            loss = self._block_loss(m)
+            loss = self._block_loss(m, order)
             loss.backward()  # frees this block's graph before the next block runs
             self._blockwise_loss = self._blockwise_loss + loss.detach()
             maps.append(m.detach())
@@ -73,7 +76,8 @@ class SFFTemplate(TensorLoaders, SupervisedTemplate):
             return super().criterion()
         if self.update == "blockwise":
             return self._blockwise_loss
-        return sum(self._block_loss(m) for m in self._maps)
+        order = self._class_order()
+        return sum(self._block_loss(m, order) for m in self._maps)
 
     def backward(self) -> None:
         if self.is_training and self.update == "blockwise":
