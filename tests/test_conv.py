@@ -45,6 +45,7 @@ def _train(recipe: str, digits, stream_experiences: int = 1, epochs: int = 8, **
     ("dc", dict(hidden=[32, 64]), 0.8),
     ("sff", dict(hidden=[32, 64]), 0.9),
     ("sff", dict(net="resnet", hidden=[16, 32]), 0.9),
+    ("df_proto", dict(hidden=[32, 64], stages_per_block=1), 0.9),
     ("naive", dict(net="vgg", hidden=[32, 64]), 0.9),
     ("naive", dict(net="mobilenet", hidden=[16, 32]), 0.9),
 ])
@@ -82,7 +83,7 @@ def test_no_gradient_leaves_a_block(net, digits):
         assert all(used), f"block {i}: parameters without gradient"
 
 
-@pytest.mark.parametrize("learner", ["df", "sff", "dc"])
+@pytest.mark.parametrize("learner", ["df", "sff", "df_proto", "dc"])
 def test_stages_per_block_makes_several_stages_one_local_block(learner, digits):
     """Block-local hybrid training on a vgg net: with two stages per block, a block's loss reaches
     both of its convolutions and nothing of the other block."""
@@ -94,8 +95,11 @@ def test_stages_per_block_makes_several_stages_one_local_block(learner, digits):
     x, y = digits.x_train[:16], digits.y_train[:16]
     if learner == "df":
         losses = [model.objective.loss(a) for a in model.activities(x, torch.stack([y, (y + 1) % 10], 1))]
-    elif learner == "sff":
-        assert [h.in_channels for h in model.heads] == [8, 16, 24]
+    elif learner in ("sff", "df_proto"):
+        if learner == "sff":
+            assert [h.in_channels for h in model.heads] == [8, 16, 24]
+        else:  # centroids of the blocks' outputs, 8 x 4 x 4, 16 x 2 x 2 and 24 x 2 x 2
+            assert [h.centroids.shape[1] for h in model.heads] == [128, 64, 96]
         losses = [m.pow(2).mean() for m in model.class_maps(x)]
     else:
         losses = [a.pow(2).mean() for a in model.noisy_activities(x)]
@@ -125,6 +129,38 @@ def test_sff_block_losses_stay_in_their_stage_and_head(net, digits):
         for j, (stage, head) in enumerate(zip(model.blocks, model.heads)):
             grads = torch.autograd.grad(loss, [*stage.parameters(), *head.parameters()], allow_unused=True, retain_graph=True)
             assert any(g is not None and g.abs().sum() > 0 for g in grads) == (i == j)
+
+
+def test_df_prototypes_score_each_class_by_its_centroid_distance(digits):
+    """df_proto's score of class c at a block is -||LN(pooled z) - mu_c||^2 / D: placing two
+    classes' centroids on two images' features makes each image score highest for its own, and the
+    score is exactly minus the mean squared distance."""
+    from ffcl.nn.conv_ff import SFFNet
+    from ffcl.objectives import CentroidDistance
+
+    torch.manual_seed(0)
+    model = SFFNet("vgg", (1, 8, 8), [8, 16], 3, CentroidDistance(), head="prototype", score_layers="last").eval()
+    x = digits.x_train[:2]
+    head = model.heads[-1]
+    with torch.no_grad():
+        maps = model.class_maps(x)
+    u = maps[-1][:, 0] + head.centroids[0]  # the displacement from centroid 0 (the origin) is the feature itself
+    assert torch.allclose(u.pow(2).mean(1), torch.ones(2), atol=1e-4)  # per-sample standardised
+    with torch.no_grad():
+        head.centroids[1], head.centroids[2] = u[0], u[1]
+        scores = model(x)
+    assert scores.argmax(1).tolist() == [1, 2]
+    torch.testing.assert_close(scores[0], -(u[0] - head.centroids).pow(2).mean(1))
+
+
+def test_building_a_dc_net_leaves_batch_norm_statistics_alone():
+    """Finding the feature size runs a dummy pass in eval mode: running statistics stay at their start."""
+    from ffcl.nn.dc import DCConvNet
+
+    net = DCConvNet("vgg", (1, 8, 8), [8, 16], DimensionalityCompression())
+    for bn in (m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+        assert bn.num_batches_tracked == 0 and bn.running_var.eq(1).all() and bn.training
+    assert net.feature_size == 16 * 4 * 4
 
 
 def test_sff_blockwise_update_gives_the_fused_gradients(digits):
@@ -236,10 +272,11 @@ def test_conv_recipes_refuse_what_they_cannot_do(digits):
     cfg = load_strategy("trifecta")
     with pytest.raises(ConfigError, match="needs images"):
         build_strategy(cfg, input_shape=(64,), num_classes=10)
-    cfg = load_strategy("dc")
-    cfg.net = "mlp"
-    with pytest.raises(ConfigError, match="set strategy.net"):
-        build_strategy(cfg, input_shape=(1, 8, 8), num_classes=10)
+    for learner in ("dc", "df_proto"):
+        cfg = load_strategy(learner)
+        cfg.net = "mlp"
+        with pytest.raises(ConfigError, match="set strategy.net"):
+            build_strategy(cfg, input_shape=(1, 8, 8), num_classes=10)
     cfg = load_strategy("df")
     cfg.net, cfg.learner_args["peer_normalization"] = "vgg", 0.03
     with pytest.raises(ConfigError, match="peer_normalization works on MLP blocks only"):
@@ -250,7 +287,7 @@ def test_conv_recipes_refuse_what_they_cannot_do(digits):
         cfg.validate("strategy")
 
 
-@pytest.mark.parametrize("recipe", ["trifecta", "dc", "sff"])
+@pytest.mark.parametrize("recipe", ["trifecta", "dc", "sff", "df_proto"])
 def test_new_recipes_run_a_short_stream(recipe, make_config, tmp_path):
     from ffcl.experiment import load_learner, run_experiment
 
@@ -330,7 +367,7 @@ def test_a_scenario_net_leaves_learners_without_one_alone(make_config):
     assert (strategy_config(cfg).net, strategy_config(cfg).hidden) == ("resnet", [8, 16])
 
 
-@pytest.mark.parametrize("recipe", ["sff", "trifecta"])
+@pytest.mark.parametrize("recipe", ["sff", "trifecta", "df_proto"])
 def test_a_conv_learner_adapts_to_new_classes(recipe, make_config, tmp_path):
     """`ffcl adapt` grows a conv learner's per-class parts (heads, label planes) for labels it never saw."""
     from test_adapt import new_classes_npz

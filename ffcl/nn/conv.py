@@ -25,7 +25,7 @@ from torch import nn
 
 from .mlp import widen_classifier
 
-__all__ = ["NETS", "CONV_NETS", "conv_stages", "local_blocks", "ConvNet"]
+__all__ = ["NETS", "CONV_NETS", "conv_stages", "local_blocks", "output_shapes", "ConvNet"]
 
 NETS = ("mlp", "vgg", "resnet", "mobilenet")
 CONV_NETS = NETS[1:]
@@ -126,6 +126,20 @@ def local_blocks(net: str, in_channels: int, widths: list[int], input_size: tupl
     # one stage per block stays unwrapped: the parameter names (and saved learners) of the one-stage form
     blocks = [stages[i] if stages_per_block == 1 else nn.Sequential(*stages[i:i + stages_per_block]) for i in starts]
     return blocks, [widths[min(i + stages_per_block, len(widths)) - 1] for i in starts]
+
+
+def output_shapes(blocks: list[nn.Module], input_shape: tuple[int, int, int]) -> list[torch.Size]:
+    """The shape of each block's output, [C, H, W], for one image of ``input_shape``, found by a
+    dummy pass in eval mode (batch norm's running statistics stay untouched)."""
+    modes = [m.training for m in blocks]
+    x, sizes = torch.zeros(1, *input_shape), []
+    with torch.no_grad():
+        for block in blocks:
+            x = block.eval()(x)
+            sizes.append(x.shape[1:])
+    for block, mode in zip(blocks, modes):
+        block.train(mode)
+    return sizes
 
 
 class ConvNet(nn.Module):

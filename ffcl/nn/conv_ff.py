@@ -16,13 +16,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..objectives import Objective
-from .conv import _image_shape, local_blocks
+from .conv import _image_shape, local_blocks, output_shapes
 from .ff import FFNet, rms_normalize, standardize_images
 
-__all__ = ["ConvFFBlock", "ConvFFNet", "SFFNet"]
+__all__ = ["ConvFFBlock", "ConvFFNet", "PrototypeHead", "SFFNet", "SFF_HEADS"]
+
+SFF_HEADS = ("conv", "prototype")
 
 
 def _score_layers(score_layers: str, n_blocks: int) -> list[int]:
@@ -110,22 +113,58 @@ class ConvFFNet(FFNet):
         return standardize_images(x) if self.standardize_input else x
 
 
+class PrototypeHead(nn.Module):
+    """A learned centroid per class, mu [classes, D], for a block's output ([C, H, W] per image)
+    average-pooled to at most ``grid`` x ``grid`` positions and flattened (D units: the pooling keeps
+    the [B, classes, D] displacements small at full resolution); ``forward`` gives each class's
+    displacement LN(z) - mu_c, LN the per-sample standardisation (DF's one-pass form, algorithms.md
+    section 4: the ``centroid`` objective's goodness is minus its mean square). ``out_channels``
+    counts classes, as a conv head's does."""
+
+    def __init__(self, shape: torch.Size, classes: int, grid: int = 4) -> None:
+        super().__init__()
+        c, h, w = shape
+        self.pooled = (min(grid, h), min(grid, w))
+        self.centroids = nn.Parameter(torch.zeros(classes, c * self.pooled[0] * self.pooled[1]))
+
+    @property
+    def out_channels(self) -> int:
+        return self.centroids.shape[0]
+
+    def grow(self, num_classes: int) -> None:
+        """Room for labels up to ``num_classes - 1``: new centroids at the origin, old ones kept."""
+        extra = num_classes - self.out_channels
+        if extra > 0:
+            self.centroids = nn.Parameter(torch.cat([self.centroids.detach(), self.centroids.new_zeros(extra, self.centroids.shape[1])]))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        u = F.adaptive_avg_pool2d(z, self.pooled).flatten(1)
+        return F.layer_norm(u, u.shape[1:])[:, None] - self.centroids
+
+
 class SFFNet(nn.Module):
     """Scalable FF (Krutsylo 2025; seeds/004; algorithms.md section 6): conv stages that take no label,
     each followed by an auxiliary 1x1 convolution with one output channel per class. Class c's
     goodness at a block is the objective's goodness of channel c's map, so one pass scores every
     class; each stage sees the one below RMS-normalised per sample and detached (back-propagation
     inside a stage, nothing across stages; ``stages_per_block`` stages per local block, and a head
-    after each block, with :func:`~ffcl.nn.conv.local_blocks`)."""
+    after each block, with :func:`~ffcl.nn.conv.local_blocks`). ``head = "prototype"`` puts a
+    :class:`PrototypeHead` after each block instead (DF's one-pass form, with the ``centroid``
+    objective)."""
 
     def __init__(self, net: str, input_shape: tuple[int, ...], hidden: list[int], max_classes: int, objective: Objective, *,
-                 score_layers: str = "all", stages_per_block: int = 1) -> None:
+                 score_layers: str = "all", stages_per_block: int = 1, head: str = "conv") -> None:
         super().__init__()
+        if head not in SFF_HEADS:
+            raise ValueError(f"head must be one of {', '.join(SFF_HEADS)}, got '{head}'")
         c, h, w = _image_shape(input_shape)
         self.objective = objective
         blocks, widths = local_blocks(net, c, hidden, (h, w), stages_per_block)
         self.blocks = nn.ModuleList(blocks)
-        self.heads = nn.ModuleList(nn.Conv2d(width, max_classes, 1) for width in widths)
+        if head == "conv":
+            self.heads = nn.ModuleList(nn.Conv2d(width, max_classes, 1) for width in widths)
+        else:
+            self.heads = nn.ModuleList(PrototypeHead(shape, max_classes) for shape in output_shapes(blocks, (c, h, w)))
         self.score_layers = _score_layers(score_layers, len(blocks))
 
     @property
@@ -135,7 +174,9 @@ class SFFNet(nn.Module):
     def grow(self, num_classes: int) -> None:
         """Room for labels up to ``num_classes - 1``: new output channels in every head, old ones kept."""
         for i, head in enumerate(self.heads):
-            if num_classes > head.out_channels:
+            if isinstance(head, PrototypeHead):
+                head.grow(num_classes)
+            elif num_classes > head.out_channels:
                 new = nn.Conv2d(head.in_channels, num_classes, 1).to(head.weight.device)
                 with torch.no_grad():
                     new.weight[: head.out_channels], new.bias[: head.out_channels] = head.weight, head.bias
@@ -146,7 +187,7 @@ class SFFNet(nn.Module):
         has been consumed (a consumer may back-propagate and free each block's graph in turn)."""
         for stage, head in zip(self.blocks, self.heads):
             z = stage(x)
-            yield head(z).flatten(2)
+            yield head(z).flatten(2)  # a conv head's maps [B, classes, H, W]; a prototype head's [B, classes, D] already
             x = rms_normalize(z.detach().flatten(1)).view_as(z)
 
     def class_maps(self, x: torch.Tensor) -> list[torch.Tensor]:

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..objectives import Objective
-from .conv import _image_shape, local_blocks
+from .conv import _image_shape, local_blocks, output_shapes
 from .ff import rms_normalize, standardize_images
 
 __all__ = ["DCNet"]
@@ -96,8 +96,7 @@ class DCConvNet(nn.Module):
             self.register_buffer(f"proj{i}", q)
         self.objective, self.copies, self.dropout = objective, copies, dropout
         self.standardize_input = standardize_input
-        with torch.no_grad():
-            self.feature_size = self.forward(torch.zeros(2, c, h, w)).shape[1]
+        self.feature_size = output_shapes(blocks, (c, h, w))[-1].numel()
 
     def _input(self, x: torch.Tensor) -> torch.Tensor:
         return standardize_images(x) if self.standardize_input else x

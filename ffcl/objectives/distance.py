@@ -41,3 +41,14 @@ class DistanceNPair(Objective):
         diff = self.gamma * (s[:, 1:] - s[:, :1] + self.margin)
         # log(1 + sum exp(d)) = logsumexp([0, d...])
         return torch.logsumexp(F.pad(diff, (1, 0)), dim=1).mean()
+
+
+@register_objective("centroid")
+class CentroidDistance(DistanceNPair):
+    """DF's centroid reading in its one-pass form (algorithms.md section 4, proposal): ``h`` holds,
+    per class c, the displacement of the layer-normalised features from class c's learned centroid,
+    LN(h_l) - mu_{l,c}, and the goodness is minus its mean square, s_c = -||LN(h_l) - mu_{l,c}||^2 / D,
+    so the nearest centroid scores highest; the N-pair margin loss is DF's, as above."""
+
+    def goodness(self, h: torch.Tensor) -> torch.Tensor:
+        return -h.pow(2).mean(-1)

@@ -8,9 +8,12 @@ once, and layer collaboration lets each layer see (without gradient) what the ot
 
 from __future__ import annotations
 
-from ..objectives import DistanceNPair
+from ..config import ConfigError
+from ..nn.conv_ff import SFFNet
+from ..objectives import CentroidDistance, DistanceNPair
 from .ff_template import FFTemplate
 from .registry import BuildContext, register_learner
+from .sff import SFFTemplate
 
 
 @register_learner("df", takes_net=True)
@@ -40,3 +43,18 @@ def df(
         model=model, optimizer=ctx.optimizer(model.parameters()), negatives=negatives,
         n_negatives=n_negatives, collaboration=collaboration, update=update, peer_normalization=peer_normalization, training_scores=training_scores, **ctx.template_kwargs(),
     )
+
+
+@register_learner("df_proto", takes_net=True)
+def df_proto(ctx: BuildContext, gamma: float = 4.0, margin: float = 0.5, score_layers: str = "all",
+             update: str = "fused") -> SFFTemplate:
+    """DF's one-pass prototype form on the recipe's conv ``net``: one pass per image, whatever the
+    number of classes."""
+    if ctx.config.net == "mlp":
+        raise ConfigError("learner 'df_proto' puts class centroids after conv blocks: set strategy.net to vgg, resnet or mobilenet")
+    try:
+        model = SFFNet(ctx.config.net, ctx.image_shape(), ctx.blocks(), ctx.num_classes, CentroidDistance(gamma, margin),
+                       score_layers=score_layers, stages_per_block=ctx.config.stages_per_block, head="prototype")
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"df_proto: {e}") from None
+    return SFFTemplate(model=model, optimizer=ctx.optimizer(model.parameters()), update=update, **ctx.template_kwargs())
