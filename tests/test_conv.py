@@ -185,7 +185,7 @@ def test_sff_blockwise_update_gives_the_fused_gradients(digits):
     assert losses[0] == pytest.approx(losses[1], rel=1e-6)
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(*grads))
     cfg.learner_args["update"] = "overlap"
-    with pytest.raises(ConfigError, match="sff: update must be one of fused, blockwise"):
+    with pytest.raises(ConfigError, match="update must be one of fused, blockwise"):
         build_strategy(cfg, input_shape=(1, 8, 8), num_classes=10)
 
 

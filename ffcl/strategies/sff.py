@@ -41,10 +41,10 @@ class SFFTemplate(TensorLoaders, SupervisedTemplate):
         ``blockwise`` (each block's loss back-propagated in :meth:`forward` before the next block
         runs; plugins' penalties, EWC's or SI's, are back-propagated in :meth:`backward`)."""
 
-    def __init__(self, *args: Any, update: str = "fused", **kwargs: Any) -> None:
+    def __init__(self, *, update: str = "fused", **kwargs: Any) -> None:
         if update not in SFF_UPDATES:
-            raise ConfigError(f"sff: update must be one of {', '.join(SFF_UPDATES)}, got '{update}'")
-        super().__init__(*args, **kwargs)
+            raise ConfigError(f"learner_args.update must be one of {', '.join(SFF_UPDATES)} (sff, df_proto), got '{update}'")
+        super().__init__(**kwargs)
         self.update = update
 
     def _class_order(self) -> torch.Tensor:
