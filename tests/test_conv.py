@@ -153,12 +153,17 @@ def test_df_prototypes_score_each_class_by_its_centroid_distance(digits):
     torch.testing.assert_close(scores[0], -(u[0] - head.centroids).pow(2).mean(1))
 
 
-def test_building_a_dc_net_leaves_batch_norm_statistics_alone():
-    """Finding the feature size runs a dummy pass in eval mode: running statistics stay at their start."""
+def test_dc_blocks_normalise_their_input_without_a_learned_shift():
+    """DC's vgg stages open with batch norm without affine parameters (the authors'), so no learned
+    shift can silence a block; finding the feature size runs a dummy pass in eval mode, so the running
+    statistics stay at their start."""
     from ffcl.nn.dc import DCConvNet
 
     net = DCConvNet("vgg", (1, 8, 8), [8, 16], DimensionalityCompression())
-    for bn in (m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+    norms = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert len(norms) == 2
+    for bn in norms:
+        assert not bn.affine and bn.weight is None
         assert bn.num_batches_tracked == 0 and bn.running_var.eq(1).all() and bn.training
     assert net.feature_size == 16 * 4 * 4
 
@@ -287,7 +292,7 @@ def test_conv_recipes_refuse_what_they_cannot_do(digits):
         cfg.validate("strategy")
 
 
-@pytest.mark.parametrize("recipe", ["trifecta", "dc", "sff", "df_proto"])
+@pytest.mark.parametrize("recipe", ["trifecta", "dc", "sff", "df_proto", "df_proto_replay"])
 def test_new_recipes_run_a_short_stream(recipe, make_config, tmp_path):
     from ffcl.experiment import load_learner, run_experiment
 

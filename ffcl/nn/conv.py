@@ -37,10 +37,11 @@ def _pools(n: int) -> set[int]:
 
 
 class VGGStage(nn.Sequential):
-    """BN -> Conv3x3 (no bias) -> ReLU [-> MaxPool2]: a Trifecta block (batch norm at its input)."""
+    """BN -> Conv3x3 (no bias) -> ReLU [-> MaxPool2]: a Trifecta block (batch norm at its input;
+    without a learned scale and shift when ``affine`` is false, as DC's blocks, seeds/003)."""
 
-    def __init__(self, cin: int, cout: int, pool: bool) -> None:
-        super().__init__(nn.BatchNorm2d(cin), nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.ReLU(inplace=True),
+    def __init__(self, cin: int, cout: int, pool: bool, affine: bool = True) -> None:
+        super().__init__(nn.BatchNorm2d(cin, affine=affine), nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.ReLU(inplace=True),
                          *([nn.MaxPool2d(2)] if pool else []))
         self.stride = 2 if pool else 1
 
@@ -83,8 +84,10 @@ class InvertedResidual(nn.Module):
         return x + h if self.residual else h
 
 
-def conv_stages(net: str, in_channels: int, widths: list[int], input_size: tuple[int, int]) -> list[nn.Module]:
-    """The stages of a ``net`` (see the module docstring) on ``in_channels``-channel images.
+def conv_stages(net: str, in_channels: int, widths: list[int], input_size: tuple[int, int],
+                input_norm_affine: bool = True) -> list[nn.Module]:
+    """The stages of a ``net`` (see the module docstring) on ``in_channels``-channel images;
+    ``input_norm_affine`` false drops the learned scale and shift of a ``vgg`` stage's input batch norm.
 
     ResNet and MobileNet nets open with a 3x3 stem convolution (+BN+ReLU) inside their first stage.
     A stride-2 stage is skipped back to stride 1 once the map is down to 1 pixel."""
@@ -97,7 +100,7 @@ def conv_stages(net: str, in_channels: int, widths: list[int], input_size: tuple
     for i, cout in enumerate(widths):
         down = size > 1 and ((i in pools) if net == "vgg" else (i > 0 and cout > widths[i - 1]))
         if net == "vgg":
-            stage: nn.Module = VGGStage(cin, cout, down)
+            stage: nn.Module = VGGStage(cin, cout, down, input_norm_affine)
         else:
             block = BasicBlock if net == "resnet" else InvertedResidual
             if i == 0:
@@ -113,7 +116,7 @@ def conv_stages(net: str, in_channels: int, widths: list[int], input_size: tuple
 
 
 def local_blocks(net: str, in_channels: int, widths: list[int], input_size: tuple[int, int],
-                 stages_per_block: int = 1) -> tuple[list[nn.Module], list[int]]:
+                 stages_per_block: int = 1, input_norm_affine: bool = True) -> tuple[list[nn.Module], list[int]]:
     """The stages of a ``net`` grouped ``stages_per_block`` at a time into the units of local
     learning (the last block may hold fewer), and each block's output width.
 
@@ -121,7 +124,7 @@ def local_blocks(net: str, in_channels: int, widths: list[int], input_size: tupl
     block-local hybrid training, for a net whose stages are single convolutions (``vgg``)."""
     if stages_per_block < 1:
         raise ValueError(f"stages_per_block must be >= 1, got {stages_per_block}")
-    stages = conv_stages(net, in_channels, widths, input_size)
+    stages = conv_stages(net, in_channels, widths, input_size, input_norm_affine)
     starts = range(0, len(stages), stages_per_block)
     # one stage per block stays unwrapped: the parameter names (and saved learners) of the one-stage form
     blocks = [stages[i] if stages_per_block == 1 else nn.Sequential(*stages[i:i + stages_per_block]) for i in starts]

@@ -88,7 +88,9 @@ class DCConvNet(nn.Module):
         if not 0 <= dropout < 1:
             raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
         c, h, w = _image_shape(input_shape)
-        blocks, widths = local_blocks(net, c, hidden, (h, w), stages_per_block)
+        # batch norm at a vgg stage's input without a learned scale and shift (the authors'): with one,
+        # the scale-free DC loss let the shift silence the blocks (docs/conv.md)
+        blocks, widths = local_blocks(net, c, hidden, (h, w), stages_per_block, input_norm_affine=False)
         self.blocks = nn.ModuleList(blocks)
         g = torch.Generator().manual_seed(seed)
         for i, width in enumerate(widths):
