@@ -14,7 +14,8 @@ the fair baseline), and FF learners on ``ConvFFNet``: ``df`` with its default on
 summed local losses (``fused``: every block's graph alive at once) and block by block
 (``blockwise``: one block's graph at a time), ``trifecta`` (overlapping updates: windows of two
 blocks), ``sffa`` blockwise, and ``sff`` (no label input: one pass, per-class channels) with one
-backward of the summed block losses and blockwise (``sff_blockwise``). An FF step with the label
+backward of the summed block losses and blockwise (``sff_blockwise``), and ``df_proto`` (DF's
+one-pass form: per-class centroids in place of sff's channels) blockwise. An FF step with the label
 as input trains on the positive and its negatives, 1 + K candidates per image (K = 1 here, DF's
 default is 4), so its batch is 1 + K times larger.
 
@@ -44,6 +45,7 @@ LEARNERS = {  # name: (recipe, learner_args)
     "trifecta": ("trifecta", {}),
     "sff": ("sff", {}),
     "sff_blockwise": ("sff", {"update": "blockwise"}),
+    "df_proto_blockwise": ("df_proto", {"update": "blockwise"}),
 }
 
 
