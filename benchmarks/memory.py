@@ -1,7 +1,8 @@
 """Peak training memory of FF learners against back-propagation on the same conv net (issue 15).
 
 One training step of each learner on a ``vgg`` net of ``depth`` stages of ``width`` channels,
-each stage one local block for the FF learners (3x32x32 inputs, 10 classes, random data: memory
+or (``--net resnet``) the first ``depth`` basic blocks of ResNet-18 (``RESNET18``: seeds/004's net,
+whose resolution halves where its width doubles), each stage one local block for the FF learners (3x32x32 inputs, 10 classes, random data: memory
 does not depend on the values), at each depth and batch size. On the CPU the step's activation
 memory is what autograd saves for the backward pass, counted live through saved-tensor hooks (a
 tensor counts once however often it is saved, and stops counting when autograd frees it), plus
@@ -20,6 +21,7 @@ as input trains on the positive and its negatives, 1 + K candidates per image (K
 default is 4), so its batch is 1 + K times larger.
 
     python benchmarks/memory.py --out benchmarks/results/memory.json --plot docs/memory_depth.png
+    python benchmarks/memory.py --net resnet --out benchmarks/results/memory_resnet.json --plot docs/memory_depth_resnet.png
 """
 
 from __future__ import annotations
@@ -47,6 +49,14 @@ LEARNERS = {  # name: (recipe, learner_args)
     "sff_blockwise": ("sff", {"update": "blockwise"}),
     "df_proto_blockwise": ("df_proto", {"update": "blockwise"}),
 }
+RESNET18 = [64, 64, 128, 128, 256, 256, 512, 512]  # ResNet-18's body (ffcl.nn.conv): stride 2 where the width grows
+
+
+def widths(net: str, depth: int, width: int) -> list[int]:
+    """The stage widths of the benchmark net: ``depth`` stages of ``width`` (vgg) or ResNet-18's first ``depth``."""
+    if net == "resnet" and depth > len(RESNET18):
+        raise SystemExit(f"--net resnet has at most {len(RESNET18)} stages (ResNet-18's body); got depth {depth}")
+    return [width] * depth if net == "vgg" else RESNET18[:depth]
 
 
 class SavedTensors:
@@ -93,10 +103,10 @@ def _state_bytes(strategy) -> dict[str, float]:  # type: ignore[no-untyped-def]
             "optimizer_mb": state / mb}
 
 
-def one_step(name: str, depth: int, width: int, batch: int, device: torch.device) -> dict[str, float]:
+def one_step(name: str, net: str, depth: int, width: int, batch: int, device: torch.device) -> dict[str, float]:
     recipe, args = LEARNERS[name]
     cfg = load_strategy(recipe)
-    cfg.net, cfg.hidden, cfg.batch_size, cfg.plugins, cfg.stages_per_block = "vgg", [width] * depth, batch, {}, 1
+    cfg.net, cfg.hidden, cfg.batch_size, cfg.plugins, cfg.stages_per_block = net, widths(net, depth, width), batch, {}, 1
     cfg.learner_args.update(args)
     torch.manual_seed(0)
     strategy = build_strategy(cfg, input_shape=(3, 32, 32), num_classes=10, device=device)
@@ -130,7 +140,7 @@ def one_step(name: str, depth: int, width: int, batch: int, device: torch.device
         strategy.loss = strategy.criterion()
         strategy.backward()
         strategy.optimizer_step()
-    row = {"learner": name, "depth": depth, "width": width, "batch_size": batch, "step_s": time.perf_counter() - t,
+    row = {"learner": name, "depth": depth, "hidden": cfg.hidden, "batch_size": batch, "step_s": time.perf_counter() - t,
            "saved_activations_mb": saved.peak / 2**20, **_state_bytes(strategy)}
     row["total_mb"] = row["saved_activations_mb"] + row["params_mb"] + row["grads_mb"] + row["optimizer_mb"]
     if device.type == "cuda":
@@ -138,7 +148,7 @@ def one_step(name: str, depth: int, width: int, batch: int, device: torch.device
     return row
 
 
-def plot(rows: list[dict], path: Path, key: str) -> None:
+def plot(rows: list[dict], path: Path, key: str, net: str, width: int) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -150,7 +160,7 @@ def plot(rows: list[dict], path: Path, key: str) -> None:
         for name in LEARNERS:
             pts = sorted((r["depth"], r[key]) for r in rows if r["learner"] == name and r["batch_size"] == b)
             ax.plot(*zip(*pts), marker="o", label=name, linestyle="--" if name.startswith("bp") else "-")
-        ax.set(title=f"batch {b}", xlabel="conv stages (vgg, 64 channels)", ylabel="peak training memory (MiB)")
+        ax.set(title=f"batch {b}", xlabel=f"conv stages ({net}, {width} channels)" if net == "vgg" else "basic blocks of ResNet-18", ylabel="peak training memory (MiB)")
         ax.grid(alpha=0.3)
     axes[0][0].legend()
     fig.tight_layout()
@@ -163,21 +173,24 @@ def main() -> None:
     p.add_argument("--learners", default=",".join(LEARNERS))
     p.add_argument("--depths", default="2,4,8")
     p.add_argument("--batch-sizes", default="64,256")
-    p.add_argument("--width", type=int, default=64)
+    p.add_argument("--net", choices=("vgg", "resnet"), default="vgg")
+    p.add_argument("--width", type=int, default=64, help="channels per stage of the vgg net")
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/memory.json"))
     p.add_argument("--plot", type=Path, help="write memory against depth (PNG)")
     p.add_argument("--dry-run", action="store_true", help="check the arguments, recipes and data sets; run nothing")
     args = p.parse_args()
-    learners = args.learners.split(",")
+    learners, depths = args.learners.split(","), [int(d) for d in args.depths.split(",")]
+    for depth in depths:
+        widths(args.net, depth, args.width)
     if args.dry_run:
         return print(check_benchmark(strategies=[LEARNERS[n][0] for n in learners if n in LEARNERS], names={"learner": (learners, LEARNERS)}))
     device = torch.device(args.device)
     key = "cuda_max_allocated_mb" if device.type == "cuda" else "total_mb"
     rows = []
     for batch in map(int, args.batch_sizes.split(",")):
-        for depth in map(int, args.depths.split(",")):
-            group = [one_step(name, depth, args.width, batch, device) for name in learners]
+        for depth in depths:
+            group = [one_step(name, args.net, depth, args.width, batch, device) for name in learners]
             base = {r["learner"]: r[key] for r in group}
             for r in group:
                 r["vs_bp"] = r[key] / base["bp"] if "bp" in base else None
@@ -185,9 +198,10 @@ def main() -> None:
                 print(f"batch {batch:4d} depth {depth} {r['learner']:15s} {r[key]:8.1f} MiB (activations {r['saved_activations_mb']:7.1f}) "
                       f"x{r['vs_bp'] or 0:.2f} of bp, x{r['vs_bp_checkpoint'] or 0:.2f} of bp_checkpoint", flush=True)
             rows += group
-    write_benchmark(args.out, device=str(device), width=args.width, measure=key, rows=rows)
+    write_benchmark(args.out, device=str(device), net=args.net, width=args.width if args.net == "vgg" else None,
+                    measure=key, rows=rows)
     if args.plot:
-        plot(rows, args.plot, key)
+        plot(rows, args.plot, key, args.net, args.width)
 
 
 if __name__ == "__main__":

@@ -199,6 +199,7 @@ def test_overlapping_updates_reach_exactly_the_intended_blocks(digits):
     reaching block 1, block 3 untouched; on odd ones losses at 1 and 3, each reaching the block below."""
     cfg = load_strategy("trifecta")
     cfg.hidden, cfg.stages_per_block = [8, 8, 16, 16], 1
+    cfg.learner_args.update(negatives="random", training_scores=False)  # no scoring pass, which runs every block
     strategy = build_strategy(cfg, input_shape=(1, 8, 8), num_classes=10)
     model = strategy.model
     x, y = digits.x_train[:16], digits.y_train[:16]
@@ -210,9 +211,11 @@ def test_overlapping_updates_reach_exactly_the_intended_blocks(digits):
         acts = model.activities(x, labels, [i in blocks for i in range(4)])
         for i in blocks:
             assert _block_grads(model, model.objective.loss(acts[i])) == [j in windows[i] for j in range(4)]
-    # and the template's step puts the gradients exactly there
+    # and the template's step puts the gradients exactly there; a block above every loss does not even run
     strategy.is_training = True
+    top_norm = model.blocks[3].stage[0]  # the top block's input batch norm: its running mean moves only when it runs
     for iteration, reached in ((0, [True, True, True, False]), (1, [True, True, True, True])):
+        before = top_norm.running_mean.clone()
         strategy.clock.train_iterations = iteration
         strategy.model.train()
         strategy.mbatch = [x, y, torch.zeros_like(y)]
@@ -221,8 +224,32 @@ def test_overlapping_updates_reach_exactly_the_intended_blocks(digits):
         strategy.criterion().backward()
         got = [any(p.grad is not None and p.grad.abs().sum() > 0 for p in b.parameters()) for b in model.blocks]
         assert got == reached
+        assert torch.equal(top_norm.running_mean, before) == (not reached[3])
     cfg.stages_per_block = 4  # one block: nothing to overlap with, so it learns at every iteration
     assert build_strategy(cfg, input_shape=(1, 8, 8), num_classes=10).loss_blocks(1) == [0]
+
+
+def test_hard_candidates_pick_the_hardest_of_the_scored_wrong_labels(digits):
+    """With every wrong label a candidate, the chosen negative is the highest-scoring wrong class of
+    the full scoring pass; bad settings are refused with what to change."""
+    cfg = load_strategy("trifecta")
+    cfg.hidden, cfg.stages_per_block = [8, 16], 1
+    cfg.learner_args.update(negatives="hardest", hard_candidates=9, training_scores=False)
+    strategy = build_strategy(cfg, input_shape=(1, 8, 8), num_classes=10)
+    model = strategy.model.eval()  # batch norm from running statistics: each image's scores alone decide
+    model.activate(torch.arange(10))
+    x, y = digits.x_train[:32], digits.y_train[:32]
+    with torch.no_grad():
+        scores = model(x).scatter(1, y[:, None], float("-inf"))  # the wrong classes' scores
+    strategy.is_training, strategy.mbatch = True, [x, y, torch.zeros_like(y)]
+    strategy.clock.train_iterations = 0
+    strategy.forward()
+    assert torch.equal(strategy._labels[:, 0], y)
+    assert torch.equal(strategy._labels[:, 1], scores.argmax(1))
+    for bad in ({"negatives": "random"}, {"training_scores": True}, {"n_negatives": 10}):
+        cfg.learner_args.update({"negatives": "hardest", "training_scores": False, "n_negatives": 1, **bad})
+        with pytest.raises(ConfigError, match="hard_candidates = 9 needs negatives = 'hardest'"):
+            build_strategy(cfg, input_shape=(1, 8, 8), num_classes=10)
 
 
 def test_label_planes_grow_and_keep_the_old_ones(digits):
@@ -309,7 +336,7 @@ def test_new_recipes_run_a_short_stream(recipe, make_config, tmp_path):
 def test_trifecta_refuses_online_runs_without_training_scores(make_config, tmp_path):
     from ffcl.experiment import run_experiment
 
-    cfg = make_config("online_split_digits", "trifecta", ["strategy.hidden=[8, 16]"])
+    cfg = make_config("online_split_digits", "trifecta", ["strategy.hidden=[8, 16]", "strategy.learner_args.training_scores=false"])
     with pytest.raises(ConfigError, match="training_scores=true"):
         run_experiment(cfg, tmp_path / "run", quiet=True)
     assert not (tmp_path / "run").exists()

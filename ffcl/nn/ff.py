@@ -298,12 +298,14 @@ class FFNet(nn.Module):
         x = x.flatten(1)
         return standardize_images(x) if self.standardize_input else x
 
-    def activities(self, x: torch.Tensor, labels: torch.Tensor, detach: list[bool] | None = None) -> list[torch.Tensor]:
+    def activities(self, x: torch.Tensor, labels: torch.Tensor, detach: list[bool] | None = None,
+                   depth: int | None = None) -> list[torch.Tensor]:
         """Each block's activity [B, K, units] for images x and candidate labels [B, K]; ``detach[i]``
-        False passes block i's output on with its graph (default: every output detached)."""
+        False passes block i's output on with its graph (default: every output detached). Only the
+        first ``depth`` blocks run when it is given."""
         x = self.encode(x)
         out, below = [], None
-        for i, block in enumerate(self.blocks):
+        for i, block in enumerate(self.blocks[:depth]):
             a, below = block(x, self.codes, labels, below, detach=True if detach is None else detach[i])
             out.append(a)
         return out
@@ -338,13 +340,16 @@ class FFNet(nn.Module):
             return self.sparse_scores(x, labels)
         return self.scores(x, labels)
 
+    def chunked_scores(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """:meth:`infer_scores` in chunks of at most ``max_rows`` candidate rows (images x labels)."""
+        chunk = max(1, self.max_rows // max(1, labels.shape[1]))
+        if len(x) <= chunk:
+            return self.infer_scores(x, labels)
+        return torch.cat([self.infer_scores(x[i : i + chunk], labels[i : i + chunk]) for i in range(0, len(x), chunk)])
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         classes = self.active_classes()
         out = torch.full((x.shape[0], self.max_classes), NEG, device=x.device, dtype=x.dtype)
-        if len(classes) == 0:
-            return out
-        chunk = max(1, self.max_rows // len(classes))
-        for i in range(0, x.shape[0], chunk):
-            xb = x[i : i + chunk]
-            out[i : i + chunk, classes] = self.infer_scores(xb, classes.expand(xb.shape[0], -1))
+        if len(classes):
+            out[:, classes] = self.chunked_scores(x, classes.expand(x.shape[0], -1))
         return out

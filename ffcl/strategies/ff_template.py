@@ -123,6 +123,10 @@ class FFTemplate(TensorLoaders, SupervisedTemplate):
         with the labels of both).
     :param peer_normalization: weight of the peer-normalisation penalty that keeps every unit of
         a block in use (``ffcl.objectives.peer``; 0 turns it off).
+    :param hard_candidates: with ``hardest`` negatives, score only this many random wrong labels per
+        image and take the hardest of them (0: every seen class). Scoring costs a forward pass per
+        candidate, so a few candidates buy most of the hard negatives' gain at a fraction of the cost;
+        it needs ``training_scores = False`` (with it every class is scored anyway).
     :param training_scores: score every minibatch over the seen classes before the update, the
         output training metrics and prequential accuracy read. That pass costs C candidate passes per
         image, more than the update itself on a conv net; ``False`` skips it unless hardest negatives
@@ -131,6 +135,8 @@ class FFTemplate(TensorLoaders, SupervisedTemplate):
     """
 
     training_scores: bool = True  # class default: strategies checkpointed before the option existed still load
+
+    hard_candidates: int = 0  # class default: strategies checkpointed before the option existed still load
 
     peer_weight: float = 0.0  # class default: strategies checkpointed before the option existed still load
 
@@ -146,6 +152,7 @@ class FFTemplate(TensorLoaders, SupervisedTemplate):
         hybrid_negatives: float = 0.0,
         peer_normalization: float = 0.0,
         training_scores: bool = True,
+        hard_candidates: int = 0,
         **kwargs: Any,
     ) -> None:
         if negatives not in NEGATIVES:
@@ -158,6 +165,9 @@ class FFTemplate(TensorLoaders, SupervisedTemplate):
             raise ConfigError(f"peer_normalization must be >= 0, got {peer_normalization}")
         if hybrid_negatives < 0:
             raise ConfigError(f"hybrid_negatives must be >= 0, got {hybrid_negatives}")
+        if hard_candidates and (negatives != "hardest" or training_scores or hard_candidates < n_negatives):
+            raise ConfigError(f"hard_candidates = {hard_candidates} needs negatives = 'hardest', training_scores = false and "
+                              f"at least n_negatives ({n_negatives}) candidates; set it to 0 to score every class")
         check_plugins(kwargs.get("plugins") or [])
         kwargs.setdefault("criterion", ScoreCrossEntropy())
         super().__init__(model=model, optimizer=optimizer, **kwargs)
@@ -168,6 +178,7 @@ class FFTemplate(TensorLoaders, SupervisedTemplate):
         self.hybrid_negatives = hybrid_negatives
         self.peer_weight = peer_normalization
         self.training_scores = training_scores
+        self.hard_candidates = hard_candidates
         self._acts: list[torch.Tensor] | None = None
         self._labels: torch.Tensor | None = None
         self._hybrid: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -217,13 +228,19 @@ class FFTemplate(TensorLoaders, SupervisedTemplate):
         # a loader that is not ffcl's: the candidates from this minibatch's labels (a host synchronisation per step)
         active, classes = getattr(self, "_plan", None) or self._class_plan(y)
         output, scores = x.new_full((len(y), model.max_classes), NEG), None
-        if self.training_scores or self.negatives == "hardest":
+        if self.training_scores or (self.negatives == "hardest" and not self.hard_candidates):
             with torch.no_grad():  # class scores before the update (sparse path where it exists): the output
-                seen = model.infer_scores(x, active.expand(len(y), -1))  # training metrics read, and hardest negatives
+                seen = model.chunked_scores(x, active.expand(len(y), -1))  # training metrics read, and hardest negatives
             output[:, active] = seen
             output.masked_fill_(~known, NEG)  # no label of this minibatch may leak into its own predictions (prequential)
             scores = seen[:, torch.searchsorted(active, classes)] if self.negatives == "hardest" else None
-        negs = sample_negatives(y, classes, self.n_negatives, self.negatives, scores)
+        if self.hard_candidates:  # the hardest of a few random wrong labels: a forward pass per candidate, not per class
+            pool = sample_negatives(y, classes, self.hard_candidates, "random")
+            with torch.no_grad():
+                pool_scores = model.chunked_scores(x, pool)
+            negs = pool.gather(1, pool_scores.topk(min(self.n_negatives, pool.shape[1]), dim=1).indices)
+        else:
+            negs = sample_negatives(y, classes, self.n_negatives, self.negatives, scores)
         self._labels = torch.cat([y[:, None], negs], dim=1)
         self._hybrid = None
         n_hybrid = round(self.hybrid_negatives * len(y))
@@ -234,7 +251,8 @@ class FFTemplate(TensorLoaders, SupervisedTemplate):
         # fused/overlap: activities for the local losses now; blockwise: block by block in criterion()
         self._loss_blocks = self.loss_blocks(self.clock.train_iterations)
         detach = [i in self._loss_blocks for i in range(len(model.blocks))] if self.update == "overlap" else None
-        self._acts = None if self.update == "blockwise" else model.activities(x, self._labels, detach)
+        depth = None if self.collaboration else max(self._loss_blocks) + 1  # no block above the last loss runs
+        self._acts = None if self.update == "blockwise" else model.activities(x, self._labels, detach, depth)
         return output
 
     def loss_blocks(self, iteration: int) -> list[int]:

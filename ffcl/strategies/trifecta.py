@@ -28,6 +28,7 @@ def trifecta(
     hybrid_negatives: float = 0.0,
     training_scores: bool = True,
     label_every_block: bool = False,
+    hard_candidates: int = 0,
 ) -> FFTemplate:
     """Trifecta on the recipe's ``net`` (``vgg`` in the recipe; on an MLP: SymBa and overlapping
     updates without the batch norm)."""
@@ -35,5 +36,6 @@ def trifecta(
                        label_every_block=label_every_block, code="random", residual=True)
     return FFTemplate(
         model=model, optimizer=ctx.optimizer(model.parameters()), negatives=negatives, n_negatives=n_negatives,
-        update=update, hybrid_negatives=hybrid_negatives, training_scores=training_scores, **ctx.template_kwargs(),
+        update=update, hybrid_negatives=hybrid_negatives, training_scores=training_scores,
+        hard_candidates=hard_candidates, **ctx.template_kwargs(),
     )
