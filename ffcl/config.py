@@ -39,6 +39,11 @@ DRIFTS = ("rotate", "noise")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 DEVICES = ("auto", "cpu", "cuda")
 NETS = ("mlp", "vgg", "resnet", "mobilenet")  # ffcl.nn.conv.NETS (not imported here: config loads without torch)
+NAMED_NETS = {  # the seed papers' architectures as a net and its stage widths (seeds/001, seeds/004)
+    "vgg6": ("vgg", [128, 128, 256, 256, 256, 512]),  # the Trifecta's "small" net
+    "resnet18": ("resnet", [64, 64, 128, 128, 256, 256, 512, 512]),
+    "mobilenetv3s": ("mobilenet", [16, 24, 24, 40, 40, 40, 48, 48, 96, 96, 96]),
+}
 
 
 class ConfigError(ValueError):
@@ -156,6 +161,10 @@ class StrategyConfig:
 
     def validate(self, where: str) -> None:
         _choice(where, "optimizer", self.optimizer, OPTIMIZERS)
+        if self.net in NAMED_NETS:
+            net, widths = NAMED_NETS[self.net]
+            raise ConfigError(f"{where}: the {self.net} architecture is net = \"{net}\" with hidden = {widths} (the stage widths); "
+                              "set those two instead")
         _choice(where, "net", self.net, NETS)
         for key in ("epochs", "batch_size", "eval_batch_size", "stages_per_block"):
             _positive(where, key, getattr(self, key))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ffcl.config import ConfigError, load_strategy
+from ffcl.config import NAMED_NETS, ConfigError, load_strategy
 from ffcl.data import load_dataset, make_stream
 from ffcl.nn.conv import ConvNet
 from ffcl.nn.conv_ff import ConvFFNet
@@ -317,6 +317,14 @@ def test_conv_recipes_refuse_what_they_cannot_do(digits):
     cfg.net = "alexnet"
     with pytest.raises(ConfigError, match="'net' must be one of"):
         cfg.validate("strategy")
+    for name, (net, widths) in NAMED_NETS.items():  # the papers' names say what to write instead, which then builds
+        cfg.net = name
+        with pytest.raises(ConfigError, match=f'the {name} architecture is net = "{net}" with hidden = '):
+            cfg.validate("strategy")
+        cfg.net, cfg.hidden = net, widths
+        cfg.validate("strategy")
+        model = build_strategy(cfg, input_shape=(3, 32, 32), num_classes=10).model.eval()
+        assert model(torch.rand(2, 3, 32, 32)).shape == (2, 10)
 
 
 @pytest.mark.parametrize("recipe", ["trifecta", "dc", "sff", "df_proto", "df_proto_replay"])
