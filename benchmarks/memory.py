@@ -1,9 +1,10 @@
 """Peak training memory of FF learners against back-propagation on the same conv net (issue 15).
 
 One training step of each learner on a ``vgg`` net of ``depth`` stages of ``width`` channels,
-or (``--net resnet``) the first ``depth`` basic blocks of ResNet-18 (``RESNET18``: seeds/004's net,
-whose resolution halves where its width doubles), each stage one local block for the FF learners (3x32x32 inputs, 10 classes, random data: memory
-does not depend on the values), at each depth and batch size. On the CPU the step's activation
+or (``--net resnet``) the first ``depth`` basic blocks of ResNet-18 (``RESNET18``: seeds/004's
+net, whose resolution halves where its width doubles), each stage one local block for the FF
+learners (3x32x32 inputs, 10 classes, random data: memory does not depend on the values), at each
+depth and batch size. On the CPU the step's activation
 memory is what autograd saves for the backward pass, counted live through saved-tensor hooks (a
 tensor counts once however often it is saved, and stops counting when autograd frees it), plus
 the parameters, their gradients and the optimiser's state. On a GPU it is
@@ -160,7 +161,8 @@ def plot(rows: list[dict], path: Path, key: str, net: str, width: int) -> None:
         for name in LEARNERS:
             pts = sorted((r["depth"], r[key]) for r in rows if r["learner"] == name and r["batch_size"] == b)
             ax.plot(*zip(*pts), marker="o", label=name, linestyle="--" if name.startswith("bp") else "-")
-        ax.set(title=f"batch {b}", xlabel=f"conv stages ({net}, {width} channels)" if net == "vgg" else "basic blocks of ResNet-18", ylabel="peak training memory (MiB)")
+        xlabel = f"conv stages (vgg, {width} channels)" if net == "vgg" else "basic blocks of ResNet-18"
+        ax.set(title=f"batch {b}", xlabel=xlabel, ylabel="peak training memory (MiB)")
         ax.grid(alpha=0.3)
     axes[0][0].legend()
     fig.tight_layout()
