@@ -199,7 +199,7 @@ def test_overlapping_updates_reach_exactly_the_intended_blocks(digits):
     reaching block 1, block 3 untouched; on odd ones losses at 1 and 3, each reaching the block below."""
     cfg = load_strategy("trifecta")
     cfg.hidden, cfg.stages_per_block = [8, 8, 16, 16], 1
-    cfg.learner_args.update(negatives="random", training_scores=False)  # no scoring pass, which runs every block
+    cfg.learner_args.update(negatives="random", hard_candidates=0, training_scores=False)  # no scoring pass, which runs every block
     strategy = build_strategy(cfg, input_shape=(1, 8, 8), num_classes=10)
     model = strategy.model
     x, y = digits.x_train[:16], digits.y_train[:16]
