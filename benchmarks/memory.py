@@ -1,7 +1,7 @@
 """Peak training memory of FF learners against back-propagation on the same conv net (issue 15).
 
 One training step of each learner on a ``vgg`` net of ``depth`` stages of ``width`` channels,
-or (``--net resnet``) the first ``depth`` basic blocks of ResNet-18 (``RESNET18``: seeds/004's
+or (``--net resnet``) the first ``depth`` basic blocks of ResNet-18 (``ffcl.config.NAMED_NETS``: seeds/004's
 net, whose resolution halves where its width doubles), each stage one local block for the FF
 learners (3x32x32 inputs, 10 classes, random data: memory does not depend on the values), at each
 depth and batch size. On the CPU the step's activation
@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 from torch.utils.checkpoint import checkpoint
 
-from ffcl.config import load_strategy
+from ffcl.config import NAMED_NETS, load_strategy
 from ffcl.experiment import check_benchmark, write_benchmark
 from ffcl.strategies import build_strategy
 
@@ -50,7 +50,7 @@ LEARNERS = {  # name: (recipe, learner_args)
     "sff_blockwise": ("sff", {"update": "blockwise"}),
     "df_proto_blockwise": ("df_proto", {"update": "blockwise"}),
 }
-RESNET18 = [64, 64, 128, 128, 256, 256, 512, 512]  # ResNet-18's body (ffcl.nn.conv): stride 2 where the width grows
+RESNET18 = NAMED_NETS["resnet18"][1]  # ResNet-18's body (ffcl.nn.conv): stride 2 where the width grows
 
 
 def widths(net: str, depth: int, width: int) -> list[int]:

@@ -65,11 +65,13 @@ class ConvFFBlock(nn.Module):
         elif self.code is not None:
             below = below + self.code[labels.reshape(-1)][:, :, None, None]
         z = self.stage(channels_last(below))
-        # units in z's channels-last memory order (a view: no copy for the loss to keep), except for
-        # positive/negative channel halves (SFFA), which need them channel-major
-        units = z.flatten(1) if self.split else z.permute(0, 2, 3, 1).flatten(1)
-        nxt = rms_normalize(units, self.split)
-        nxt = nxt.view(z.shape) if self.split else nxt.view(z.permute(0, 2, 3, 1).shape).permute(0, 3, 1, 2)
+        if self.split:  # positive/negative channel halves (SFFA) need the units channel-major (a copy)
+            units = z.flatten(1)
+            nxt = rms_normalize(units, split=True).view(z.shape)
+        else:  # units in z's channels-last memory order: a view, so the loss keeps no copy
+            positions = z.permute(0, 2, 3, 1)
+            units = positions.flatten(1)
+            nxt = rms_normalize(units).view(positions.shape).permute(0, 3, 1, 2)
         return units.view(b, k, -1), nxt.detach() if detach else nxt
 
 
