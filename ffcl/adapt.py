@@ -222,9 +222,12 @@ def _lineage(source: Path) -> tuple[RunConfig, list[Any], tuple[str, ...], list[
     saved = _read_config(source)
     if "adapt" not in saved:  # the original run
         cfg = load_run_config(source)
+        if cfg.scenario.kind in ("task_incremental", "domain_incremental"):
+            raise RunError(f"{source} is a {cfg.scenario.kind} run; ffcl adapt brings new classes into one label space, "
+                           "which task and domain labels do not have: adapt a class_incremental, joint or drift run")
         data = load_dataset(cfg.scenario.dataset, cfg.scenario.data_root)
         stream = build_stream(cfg.scenario, data, cfg.seed)
-        return cfg, [e.dataset for e in stream.test_stream], data.class_names, list(stream.classes_per_experience)
+        return cfg, [e.dataset for e in stream.test_stream], stream.class_names, list(stream.classes_per_experience)
     a = saved["adapt"]
     cfg, tests, names, cpe = _lineage(Path(a["source"]))
     data, _ = relabel(load_dataset(a["data"], a["data_root"] or cfg.scenario.data_root), names)

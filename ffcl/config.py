@@ -34,7 +34,9 @@ __all__ = [
     "to_dict",
 ]
 
-SCENARIO_KINDS = ("class_incremental", "joint", "drift")
+SCENARIO_KINDS = ("class_incremental", "task_incremental", "domain_incremental", "joint", "drift")
+INCREMENTAL_KINDS = SCENARIO_KINDS[:3]  # the three types of incremental learning (ffcl.data.streams.KINDS)
+HEADS = ("masked", "multi")  # task-incremental outputs (ffcl.strategies.heads)
 DRIFTS = ("rotate", "noise")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 DEVICES = ("auto", "cpu", "cuda")
@@ -55,7 +57,13 @@ class ScenarioConfig:
     """What stream to learn from.
 
     ``kind="class_incremental"`` splits the classes into ``n_experiences`` groups (Avalanche's
-    ``class_incremental_benchmark``); ``kind="joint"`` is one experience holding every class, the
+    ``class_incremental_benchmark``); ``kind="task_incremental"`` makes each group a task whose label
+    every sample carries at training and test time (the learner predicts among the task's classes);
+    ``kind="domain_incremental"`` relabels each group's classes by their position in it, so every
+    experience shares one label set and no task label is given (van de Ven et al., NMI 2022).
+    ``permuted = true`` makes the experiences ``n_experiences`` fixed pixel permutations of the whole
+    data set instead (Permuted MNIST; the first is the identity), posed in any of those three kinds
+    (class-incremental: a new set of classes per permutation). ``kind="joint"`` is one experience holding every class, the
     upper bound; ``classes_per_experience`` (e.g. ``[3, 2, 2, 2, 1]``) gives uneven experiences
     and sets ``n_experiences`` to its length; ``kind="drift"`` keeps every class in every experience and shifts the inputs
     instead: the training set is cut into ``n_experiences`` parts, part i rotated by
@@ -83,6 +91,7 @@ class ScenarioConfig:
     class_order: list[int] | None = None
     classes_per_experience: list[int] | None = None
     shuffle_classes: bool = False
+    permuted: bool = False
     online: bool = False
     online_batch_size: int = 10
     online_experience_size: int | None = None
@@ -122,6 +131,13 @@ class ScenarioConfig:
             if not self.classes_per_experience or any(n < 1 for n in self.classes_per_experience):
                 raise ConfigError(f"{where}: 'classes_per_experience' must list positive class counts, got {self.classes_per_experience}")
             self.n_experiences = len(self.classes_per_experience)
+        if self.permuted:
+            if self.kind not in INCREMENTAL_KINDS:
+                raise ConfigError(f"{where}: 'permuted' experiences are posed as one of {', '.join(INCREMENTAL_KINDS)}; "
+                                  f"not '{self.kind}'")
+            if self.class_order is not None or self.classes_per_experience is not None or self.shuffle_classes:
+                raise ConfigError(f"{where}: a permuted stream has every class in every permutation; "
+                                  "drop class_order, classes_per_experience and shuffle_classes")
         if self.class_order is not None and self.shuffle_classes:
             raise ConfigError(f"{where}: give either 'class_order' or 'shuffle_classes = true', not both")
 
@@ -142,6 +158,11 @@ class StrategyConfig:
     and ``stages_per_block`` conv stages make one unit of local learning (back-propagation inside
     it, nothing across; seeds/004's block-local hybrid training); back-propagation learners train
     the whole net as one block whatever it says.
+
+    ``head`` is the output in task-incremental scenarios (ffcl.strategies.heads): ``masked`` (one
+    output per class, those outside the sample's task masked out, in training and at test; every
+    learner) or ``multi`` (Avalanche's ``MultiHeadClassifier``, one head per task; back-propagation
+    learners). ``multi`` needs task labels.
     """
 
     learner: str = "mlp"
@@ -155,12 +176,14 @@ class StrategyConfig:
     lr: float = 1e-3
     momentum: float = 0.0
     weight_decay: float = 0.0
+    head: str = "masked"
     learner_args: dict[str, Any] = field(default_factory=dict)
     plugins: dict[str, dict[str, Any]] = field(default_factory=dict)
     description: str = ""
 
     def validate(self, where: str) -> None:
         _choice(where, "optimizer", self.optimizer, OPTIMIZERS)
+        _choice(where, "head", self.head, HEADS)
         if self.net in NAMED_NETS:
             net, widths = NAMED_NETS[self.net]
             raise ConfigError(f"{where}: the {self.net} architecture is net = \"{net}\" with hidden = {widths} (the stage widths); "
@@ -206,6 +229,9 @@ class RunConfig:
             raise ConfigError(f"the seed must be an integer from 0 to 2**32 - 1, got {self.seed}")
         self.scenario.validate(f"scenario '{self.scenario_name}'")
         self.strategy.validate(f"strategy '{self.strategy_name}'")
+        if self.strategy.head == "multi" and self.scenario.kind != "task_incremental":
+            raise ConfigError(f"strategy '{self.strategy_name}': head = \"multi\" has one head per task and needs task labels; "
+                              f"scenario '{self.scenario_name}' is {self.scenario.kind}: drop it or use a task_incremental scenario")
 
 
 # --------------------------------------------------------------------------- recipe files

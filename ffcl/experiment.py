@@ -49,7 +49,7 @@ from .allocation import NeuronAllocation
 from .config import ConfigError, RunConfig, ScenarioConfig, StrategyConfig, from_dict, load_scenario, load_strategy, to_dict
 from .data import DataError, Stream, load_dataset, make_stream
 from .data.loaders import dataset_tensors
-from .data.streams import make_drift_stream
+from .data.streams import KINDS, make_drift_stream, permuted
 from . import trust
 from .files import atomic_path
 from .learner_file import LEARNER_FILE, read_learner, save_learner
@@ -191,9 +191,12 @@ def build_stream(sc: ScenarioConfig, data: Any, seed: int) -> Stream:
     online = dict(online=sc.online, online_experience_size=sc.online_experience_size)
     if sc.kind == "drift":
         return make_drift_stream(data, sc.n_experiences, drift=sc.drift, strength=sc.drift_strength, seed=seed, **online)
+    kind = sc.kind if sc.kind in KINDS else "class_incremental"  # joint: one class-incremental experience
+    if sc.permuted:
+        return make_stream(permuted(data, sc.n_experiences, seed), sc.n_experiences, seed=seed, kind=kind, **online)
     return make_stream(
         data, sc.n_experiences, class_order=sc.class_order, classes_per_experience=sc.classes_per_experience,
-        shuffle_classes=sc.shuffle_classes, seed=seed, **online,
+        shuffle_classes=sc.shuffle_classes, seed=seed, kind=kind, **online,
     )
 
 
@@ -225,7 +228,8 @@ def dry_run(cfg: RunConfig) -> str:
     sc = cfg.scenario
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "No loggers specified")
-        strategy = build_strategy(strategy_config(cfg), input_shape=stream.input_shape, num_classes=stream.num_classes, device=device)
+        strategy = build_strategy(strategy_config(cfg), input_shape=stream.input_shape, num_classes=stream.num_classes, device=device,
+                                  task_incremental=stream.task_labels)
     _check_fit(strategy, sc)
     return (f"{cfg.strategy_name} ({type(strategy).__name__}, {type(strategy.model).__name__}) on {cfg.scenario_name} "
             f"({data.name}, {stream.n_experiences} experience(s){', online' if sc.online else ''}), seed {cfg.seed}, device {device}")
@@ -331,6 +335,7 @@ def _setup(cfg: RunConfig, run_dir: Path, log_file: Any, resume: bool, quiet: bo
         device=device,
         evaluator=evaluator,
         extra_plugins=[FiniteGuard()] + ([] if quiet or stream.mini_experiences else [ProgressPlugin()]),
+        task_incremental=stream.task_labels,
     )
     _check_fit(strategy, sc)
     progress: dict[str, Any] = {"rows": [], "train_time_s": [], "eval_time_s": [], "peak_memory_mb": 0.0}
@@ -393,7 +398,7 @@ def _train(
         _write_csv(run_dir / "metrics.csv", progress["rows"], progress["train_time_s"])  # whole, so a retried experience never repeats
         strategy.ffcl_progress = progress
         write_checkpoint(strategy, run_dir / CHECKPOINT)
-        save_learner(strategy, run_dir / LEARNER_FILE, data.class_names)
+        save_learner(strategy, run_dir / LEARNER_FILE, stream.class_names)
         seen = sum(row[: i + 1]) / (i + 1) if not joint else sum(row) / n_exp
         say(
             f"[exp {i + 1}/{n_exp}] classes {'all' if joint else stream.classes_per_experience[i]} "

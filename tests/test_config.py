@@ -122,7 +122,7 @@ def test_invalid_strategy_recipe(tmp_path, text, needles):
 @pytest.mark.parametrize(
     "text, needles",
     [
-        ('kind = "task_incremental"\n', ["'kind'", "class_incremental", "joint", "'task_incremental'"]),
+        ('kind = "task-incremental"\n', ["'kind'", "class_incremental", "task_incremental", "domain_incremental", "joint", "'task-incremental'"]),
         ("n_experiences = 0\n", ["'n_experiences'", ">= 1"]),
         ("online_batch_size = -1\n", ["'online_batch_size'", ">= 1"]),
         ("online_experience_size = 0\n", ["'online_experience_size'", ">= 1"]),

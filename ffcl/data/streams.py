@@ -3,6 +3,14 @@
 * class-incremental: ``class_incremental_benchmark`` splits the classes into experiences, in a
   fixed order, the natural order, or an order shuffled by the seed (e.g. Split-MNIST 5x2);
 * joint: one experience with every class, the usual upper bound;
+* task-incremental: the same class groups, each experience a task whose label (0, 1, ...) every
+  sample carries at training and test time (Avalanche's ``task_incremental_benchmark``); a learner
+  predicts among its task's classes only (ffcl.strategies.heads);
+* domain-incremental: the same class groups relabelled by their position in the experience, so
+  every experience shares one label set and no task label is given (Split-MNIST domain-IL: "first
+  or second digit of the pair"; van de Ven, Tuytelaars and Tolias, Nature Machine Intelligence 2022);
+* permuted: each experience is the whole data set under its own fixed pixel permutation (the first
+  is the identity), posed in any of the three kinds (Permuted MNIST: domain-incremental);
 * drift (domain shift): every class in every experience, the inputs increasingly rotated or
   noisy from one experience to the next (e.g. Rotated MNIST);
 * online: the training samples seen once in small minibatches; optionally each experience is cut
@@ -21,12 +29,16 @@ import torchvision.transforms.functional as TF
 from avalanche.benchmarks.scenarios.dataset_scenario import benchmark_from_datasets
 from avalanche.benchmarks.scenarios.online import split_online_stream
 from avalanche.benchmarks.scenarios.supervised import class_incremental_benchmark, with_classes_timeline
+from avalanche.benchmarks.scenarios.task_aware import task_incremental_benchmark
 from avalanche.benchmarks.utils.classification_dataset import _as_taskaware_supervised_classification_dataset
 from torch.utils.data import TensorDataset
 
 from .datasets import DataError, TensorData
+from .loaders import dataset_tensors
 
-__all__ = ["Stream", "make_stream", "make_drift_stream", "shift", "experience_classes"]
+__all__ = ["KINDS", "Stream", "make_stream", "make_drift_stream", "permuted", "shift", "experience_classes"]
+
+KINDS = ("class_incremental", "task_incremental", "domain_incremental")  # the three types of incremental learning
 
 
 @dataclass
@@ -41,6 +53,13 @@ class Stream:
     input_shape: tuple[int, ...]
     online: bool = False
     mini_experiences: bool = False
+    kind: str = "class_incremental"
+    class_names: tuple[str, ...] = ()
+
+    @property
+    def task_labels(self) -> bool:
+        """Whether every sample carries its task's label, at training and test time (task-IL)."""
+        return self.kind == "task_incremental"
 
     @property
     def n_experiences(self) -> int:
@@ -57,8 +76,10 @@ def make_stream(
     seed: int = 0,
     online: bool = False,
     online_experience_size: int | None = None,
+    kind: str = "class_incremental",
 ) -> Stream:
-    """Split ``data`` into a class-incremental stream (``n_experiences=1`` gives the joint stream).
+    """Split ``data`` into a class-incremental stream (``n_experiences=1`` gives the joint stream),
+    or pose the same split as a task- or domain-incremental one (``kind``, one of :data:`KINDS`).
 
     Each experience gets ``num_classes // n_experiences`` classes; the last one also takes the rest.
     ``classes_per_experience`` (e.g. ``[3, 2, 2, 2, 1]``) sets the counts instead, and the number
@@ -68,7 +89,14 @@ def make_stream(
     else in their natural order. ``online`` marks the stream as seen once (the runner trains one
     pass in small minibatches); ``online_experience_size`` also cuts each training experience into
     Avalanche online mini-experiences of that many samples.
+
+    ``kind="task_incremental"`` gives experience i the task label i (on every sample, training and
+    test); ``kind="domain_incremental"`` relabels each class by its position in its experience's
+    class order (experiences must then hold equally many classes), so that the label set is shared
+    and the class names join the names of the classes behind each label (``"0|2|4|6|8"``).
     """
+    if kind not in KINDS:
+        raise DataError(f"kind must be one of {', '.join(KINDS)}, got '{kind}'")
     present = torch.unique(data.y_train).tolist()  # every class of a data set; the new ones for `ffcl adapt`
     tested = torch.unique(data.y_test).tolist()
     if tested != present:
@@ -122,8 +150,58 @@ def make_stream(
 
         benchmark = _from_parts(parts(data.x_train, data.y_train), parts(data.x_test, data.y_test))
     per_exp = [sorted(int(c) for c in exp.classes_in_this_experience) for exp in benchmark.test_stream]
+    names = tuple(data.class_names)
+    if kind == "task_incremental":
+        benchmark = with_classes_timeline(task_incremental_benchmark(benchmark, reset_task_labels=True))
+    elif kind == "domain_incremental":
+        groups = [order[sum(sizes[:i]) : sum(sizes[: i + 1])] for i in range(n_experiences)]
+        benchmark, per_exp, names = _relabel_by_position(benchmark, groups, names)
+    return _finish(benchmark, per_exp, data, seed, online, online_experience_size, kind, names)
 
-    return _finish(benchmark, per_exp, data, seed, online, online_experience_size)
+
+def _relabel_by_position(benchmark: Any, groups: list[list[int]], names: tuple[str, ...]) -> tuple[Any, list[list[int]], tuple[str, ...]]:
+    """The domain-incremental form of a class-incremental benchmark whose experience i holds the
+    classes ``groups[i]``: each class becomes its position in its group."""
+    width = len(groups[0])
+    if any(len(g) != width for g in groups):
+        raise DataError(f"a domain-incremental stream shares one label set, so every experience needs as many classes; "
+                        f"got {[len(g) for g in groups]} classes per experience: change n_experiences or classes_per_experience")
+    position = torch.zeros(max(max(g) for g in groups) + 1, dtype=torch.long)
+    for g in groups:
+        position[torch.tensor(g)] = torch.arange(width)
+
+    def parts(stream: Any) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        return [(x, position[y]) for x, y, _ in (dataset_tensors(exp.dataset) for exp in stream)]
+
+    joined = tuple("|".join(dict.fromkeys(names[g[i]].split(PERMUTATION_MARK)[0] for g in groups)) for i in range(width))
+    return _from_parts(parts(benchmark.train_stream), parts(benchmark.test_stream)), [list(range(width))] * len(groups), joined
+
+
+PERMUTATION_MARK = "@perm"
+
+
+def permuted(data: TensorData, n_permutations: int, seed: int = 0) -> TensorData:
+    """``data`` under ``n_permutations`` fixed pixel permutations (the first the identity, the
+    others drawn from ``seed``), as one data set whose permutation p holds the classes
+    ``p * C .. p * C + C - 1`` (C: ``data``'s classes; class names ``"3"``, ``"3@perm1"``, ...).
+    Split it into ``n_permutations`` experiences of C classes: the Permuted MNIST stream of
+    Goodfellow et al. (2013) and Kirkpatrick et al. (2017, EWC), in any of the three kinds."""
+    if n_permutations < 1:
+        raise DataError(f"a permuted stream needs at least one permutation, got {n_permutations}")
+    g = torch.Generator().manual_seed(seed)
+    pixels = data.x_train[0].numel()
+    perms = [torch.arange(pixels)] + [torch.randperm(pixels, generator=g) for _ in range(n_permutations - 1)]
+    c = data.num_classes
+
+    def apply(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        flat = x.flatten(1)
+        xs = torch.cat([flat[:, p].view_as(x) for p in perms])
+        return xs, torch.cat([y + i * c for i in range(n_permutations)])
+
+    x_train, y_train = apply(data.x_train, data.y_train)
+    x_test, y_test = apply(data.x_test, data.y_test)
+    names = tuple(n if i == 0 else f"{n}{PERMUTATION_MARK}{i}" for i in range(n_permutations) for n in data.class_names)
+    return TensorData(f"permuted_{data.name}", x_train, y_train, x_test, y_test, names)
 
 
 def _span(classes: list[int]) -> str:
@@ -181,7 +259,8 @@ def _from_parts(train: list[tuple[torch.Tensor, torch.Tensor]], test: list[tuple
     return with_classes_timeline(benchmark_from_datasets(train=wrap(train), test=wrap(test)))
 
 
-def _finish(benchmark: Any, per_exp: list[list[int]], data: TensorData, seed: int, online: bool, online_experience_size: int | None) -> Stream:
+def _finish(benchmark: Any, per_exp: list[list[int]], data: TensorData, seed: int, online: bool, online_experience_size: int | None,
+            kind: str = "class_incremental", names: tuple[str, ...] | None = None) -> Stream:
     train_stream: Iterable[Any] = benchmark.train_stream
     if online and online_experience_size is not None:
         train_stream = split_online_stream(
@@ -196,10 +275,12 @@ def _finish(benchmark: Any, per_exp: list[list[int]], data: TensorData, seed: in
         train_stream=train_stream,
         test_stream=benchmark.test_stream,
         classes_per_experience=per_exp,
-        num_classes=data.num_classes,
+        num_classes=len(names) if names is not None else data.num_classes,
         input_shape=tuple(data.input_shape),
         online=online,
         mini_experiences=online and online_experience_size is not None,
+        kind=kind,
+        class_names=tuple(names if names is not None else data.class_names),
     )
 
 

@@ -13,6 +13,7 @@ Evaluations that miss an experience trained so far are skipped.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from avalanche.evaluation import PluginMetric
@@ -23,12 +24,14 @@ from .memory import peak_memory_mb
 
 __all__ = ["MatrixSummary", "accuracy_row"]
 
-ACC_EXP = "Top1_Acc_Exp/eval_phase/test_stream/Exp{:03d}"
+ACC_EXP = re.compile(r"Top1_Acc_Exp/eval_phase/test_stream/(?:Task\d+/)?Exp(\d+)$")
 
 
 def accuracy_row(results: dict[str, Any], n_exp: int) -> list[float]:
-    """Accuracy on test experiences 0..n_exp-1 from Avalanche's metric results."""
-    return [float(results[ACC_EXP.format(j)]) for j in range(n_exp)]
+    """Accuracy on test experiences 0..n_exp-1 from Avalanche's metric results (whose names carry
+    ``/TaskXXX/`` when the stream has task labels)."""
+    found = {int(m.group(1)): float(v) for k, v in results.items() if (m := ACC_EXP.match(k))}
+    return [found[j] for j in range(n_exp)]
 
 
 class MatrixSummary(PluginMetric[dict]):

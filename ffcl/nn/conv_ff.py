@@ -77,9 +77,9 @@ class ConvFFBlock(nn.Module):
 
 class ConvFFNet(FFNet):
     """A stack of :class:`ConvFFBlock` (``net``: ``vgg``, ``resnet`` or ``mobilenet``, widths
-    ``hidden``) trained by a layer-local :class:`Objective`; ``forward`` and ``activities`` as in
-    :class:`FFNet`. ``split`` gives each block positive and negative channel halves (SFFA);
-    ``stages_per_block`` stages make one local block (:func:`~ffcl.nn.conv.local_blocks`)."""
+    ``hidden``) trained by a layer-local :class:`Objective`; ``forward``, ``activities`` and
+    ``get_features`` as in :class:`FFNet`. ``split`` gives each block positive and negative channel
+    halves (SFFA); ``stages_per_block`` stages make one local block (:func:`~ffcl.nn.conv.local_blocks`)."""
 
     def __init__(self, net: str, input_shape: tuple[int, ...], hidden: list[int], max_classes: int, objective: Objective, *,
                  split: bool = False, score_layers: str = "all", standardize_input: bool = False, label_every_block: bool = False,

@@ -347,6 +347,24 @@ class FFNet(nn.Module):
             return self.infer_scores(x, labels)
         return torch.cat([self.infer_scores(x[i : i + chunk], labels[i : i + chunk]) for i in range(0, len(x), chunk)])
 
+    def get_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The last block's activity for images x in evaluation form, flattened to [B, features]
+        (Avalanche's ``BaseModel.get_features``; ffcl.strategies.baselines registers FF networks as
+        ``BaseModel``). A block's activity depends on the label fed with the image, and evaluation
+        ranks every seen class by its pass: the features are those of the pass for the predicted
+        label, the seen class with the best score (:meth:`forward`'s argmax; every class is a
+        candidate while none is seen yet), so with neuron allocation they are the predicted
+        class's units. The candidates are scored without gradient; the returned pass keeps its
+        graph, which (each block's input being detached) reaches the last block's parameters only.
+        Two networks may predict different labels for one image, so their features can come from
+        different label passes."""
+        classes = self.active_classes()
+        if not len(classes):
+            classes = torch.arange(self.max_classes, device=x.device)
+        with torch.no_grad():
+            best = classes[self.chunked_scores(x, classes.expand(x.shape[0], -1)).argmax(1)]
+        return self.activities(x, best[:, None])[-1].flatten(1)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         classes = self.active_classes()
         out = torch.full((x.shape[0], self.max_classes), NEG, device=x.device, dtype=x.dtype)

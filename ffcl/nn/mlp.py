@@ -48,5 +48,11 @@ class MLP(nn.Module):
         """Widen the output layer to ``num_classes`` (see :func:`widen_classifier`)."""
         widen_classifier(self, num_classes)
 
+    def get_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The penultimate layer's activities [B, hidden[-1]] (the flattened input when ``hidden`` is
+        empty): what the classifier reads, and what Avalanche's ``BaseModel.get_features`` asks for
+        (LFLPlugin; ffcl.strategies.baselines registers MLP as a ``BaseModel``)."""
+        return self.features(x)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))

@@ -6,21 +6,33 @@ upper bound) and ``der`` (Buzzega et al. 2020), which need their own templates. 
 iCaRL is left out: it reads ``experience.benchmark``, which the current benchmark API no longer
 sets. Plugins: ``ewc`` (Kirkpatrick et al. 2017), ``si`` (Zenke et al. 2017), ``lwf``
 (Li and Hoiem 2017), ``replay`` (a buffer of M samples: reservoir, class- or experience-balanced),
-``gem`` (Lopez-Paz and Ranzato 2017), ``agem`` (Chaudhry et al. 2019) and ``gdumb`` (Prabhu et
-al. 2020). All are Avalanche's implementations; ffcl only wires them to recipes.
+``gem`` (Lopez-Paz and Ranzato 2017), ``agem`` (Chaudhry et al. 2019), ``gdumb`` (Prabhu et
+al. 2020), ``mas`` (Aljundi et al. 2018) and ``lfl`` (Jung et al. 2016). All are Avalanche's
+implementations; ffcl only wires them to recipes.
+
+Avalanche plugins that cannot work with these learners are refused with one line
+(:func:`check_bp_plugins`), as ffcl.strategies.ff_template refuses those that cannot work with FF
+learners.
 """
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
+from avalanche.models import BaseModel
 from avalanche.training import DER, Cumulative, GenerativeReplay, JointTraining
 from avalanche.training.plugins import (
     AGEMPlugin,
+    BiCPlugin,
+    CoPEPlugin,
     EWCPlugin,
+    FeatureDistillationPlugin,
     GDumbPlugin,
     GEMPlugin,
+    LFLPlugin,
     LwFPlugin,
+    MASPlugin,
     ReplayPlugin,
     SynapticIntelligencePlugin,
 )
@@ -30,18 +42,71 @@ from avalanche.training.storage_policy import (
     ReservoirSamplingBuffer,
 )
 from avalanche.training.templates import SupervisedTemplate
+from avalanche.training.utils import get_last_fc_layer
 import torch
 from torch import nn
+from torch.optim.lr_scheduler import MultiStepLR
 
 from ..config import ConfigError
 from ..data.loaders import ReplayTensorLoader, TensorLoaders, dataset_tensors
+from ..data.streams import experience_classes
+from ..nn import MLP
+from ..nn.ff import FFNet
+from .heads import TaskAwareLwF
 from .registry import BuildContext, register_learner, register_plugin
+
+# Avalanche's feature-based plugins (LFLPlugin) accept only models that are a ``BaseModel``: ffcl's
+# networks with ``get_features`` are registered as such here, so ffcl.nn itself needs no Avalanche.
+BaseModel.register(MLP)
+BaseModel.register(FFNet)
+
+# --------------------------------------------------------------------------- plugins these learners refuse
+
+BP_UNSUPPORTED: dict[type, str] = {  # Avalanche plugins that cannot work with the back-propagation learners, and why
+    FeatureDistillationPlugin: "distils the feature tensor a network stores as `model.features` in its forward, and sets "
+                               "`model.features` to None after each experience: ffcl's networks keep their feature "
+                               "extractor module under that name, which the plugin would delete",
+}
+if "verbose" not in inspect.signature(MultiStepLR.__init__).parameters:
+    BP_UNSUPPORTED[BiCPlugin] = (
+        f"cannot run with torch {torch.__version__}: its bias-correction step passes MultiStepLR a 'verbose' argument "
+        "this torch no longer takes (and on streams built by class_incremental_benchmark, ffcl's included, it cannot "
+        "replace experience.dataset, which Avalanche 0.6 makes read-only)"
+    )
+
+
+def check_bp_plugins(plugins: list[Any], model: nn.Module) -> None:
+    """One clear error for an Avalanche plugin that cannot work with a back-propagation learner on ``model``."""
+    for p in plugins:
+        reason = next((why for kind, why in BP_UNSUPPORTED.items() if isinstance(p, kind)), None)
+        if isinstance(p, LFLPlugin) and not isinstance(model, BaseModel):
+            reason = (f"needs a network with get_features (an Avalanche BaseModel), and {type(model).__name__} "
+                      "has none: use net = \"mlp\"")
+        if isinstance(p, CoPEPlugin) and not p.initialized:  # once training started, CoPE has wrapped that layer
+            try:
+                outputs = get_last_fc_layer(model)[1].out_features
+            except ValueError:
+                outputs = None
+            if outputs is None:
+                reason = f"turns the network's last linear layer into its embedding, and {type(model).__name__} has none"
+            elif p.p_size != outputs:
+                reason = (f"puts its prototypes in the output space of the network's last linear layer ({outputs} "
+                          f"outputs), so its p_size must be {outputs}, not {p.p_size}")
+            elif p.n_classes < outputs:
+                reason = f"predicts among n_classes = {p.n_classes} classes, fewer than the network's {outputs}"
+        if reason:
+            raise ConfigError(f"{type(p).__name__} {reason}.")
+
 
 # --------------------------------------------------------------------------- learners
 
 
 class TensorNaive(TensorLoaders, SupervisedTemplate):
     """Avalanche's plain template, loading minibatches from device-resident tensors."""
+
+    def _before_training(self, **kwargs: Any) -> None:
+        check_bp_plugins(self.plugins, self.model)  # also those appended after the strategy was built
+        super()._before_training(**kwargs)
 
 
 class TensorCumulative(TensorLoaders, Cumulative):
@@ -55,6 +120,7 @@ class TensorJoint(TensorLoaders, JointTraining):
 def _bp(ctx: BuildContext, template: type[SupervisedTemplate], **kwargs: object) -> SupervisedTemplate:
     """An Avalanche template training a fresh back-propagation network (the recipe's ``net``) with cross-entropy."""
     model = ctx.bp_net()
+    check_bp_plugins(ctx.plugins, model)
     return template(
         model=model, optimizer=ctx.optimizer(model.parameters()), criterion=nn.CrossEntropyLoss(),
         **kwargs, **ctx.template_kwargs(),
@@ -102,8 +168,9 @@ def si(ctx: BuildContext, si_lambda: float = 1.0, eps: float = 1e-7) -> Synaptic
 
 @register_plugin("lwf")
 def lwf(ctx: BuildContext, alpha: float = 1.0, temperature: float = 2.0) -> LwFPlugin:
-    """Learning without Forgetting: distil the previous model's outputs on the new data."""
-    return LwFPlugin(alpha=alpha, temperature=temperature)
+    """Learning without Forgetting: distil the previous model's outputs on the new data (every old
+    task's outputs in task-incremental learning; ffcl.strategies.heads.TaskAwareLwF)."""
+    return TaskAwareLwF(alpha=alpha, temperature=temperature)
 
 
 BUFFERS = {
@@ -216,6 +283,43 @@ def gdumb(ctx: BuildContext, mem_size: int = 500) -> GDumbPlugin:
     return GDumbPlugin(mem_size=mem_size)
 
 
+@register_plugin("mas")
+def mas(ctx: BuildContext, lambda_reg: float = 1.0, alpha: float = 0.5) -> MASPlugin:
+    """Memory Aware Synapses (Aljundi et al. 2018): a quadratic penalty weighted by each parameter's effect on the output norm."""
+    return MASPlugin(lambda_reg=lambda_reg, alpha=alpha)
+
+
+class LFL(LFLPlugin):
+    """Avalanche's LFLPlugin for an output layer sized for every class from the start, as ffcl's are.
+
+    LFL adds the mean squared distance between the network's ``get_features`` and the previous
+    model's to the loss, and after each experience freezes the last linear layer (the classifier).
+    In the SFFA paper's protocol that layer is Avalanche's ``IncrementalClassifier``, which is
+    rebuilt, trainable, whenever an experience brings new classes, so it stays frozen only through
+    experiences that bring none (domain-incremental streams, or more data of known classes). ffcl's
+    output layer is never rebuilt: frozen for good, the rows of every class that arrives later would
+    keep their random initialisation (0% on the second half of split digits). So this plugin
+    unfreezes that layer before an experience that brings a class not seen before, as the rebuilt
+    layer would be; the feature penalty and everything else are Avalanche's."""
+
+    def __init__(self, lambda_e: float | list[float]) -> None:
+        super().__init__(lambda_e)
+        self.seen: set[int] = set()  # the classes of the experiences trained so far
+
+    def before_training_exp(self, strategy: Any, **kwargs: Any) -> None:
+        classes = set(experience_classes(strategy.experience))
+        if not classes <= self.seen:
+            for p in get_last_fc_layer(strategy.model)[1].parameters():
+                p.requires_grad = True
+        self.seen |= classes
+
+
+@register_plugin("lfl")
+def lfl(ctx: BuildContext, lambda_e: float = 1e-4) -> LFLPlugin:
+    """Less-Forgetful Learning (Jung et al. 2016): features kept near the previous model's, the classifier frozen unless new classes come."""
+    return LFL(lambda_e=lambda_e)
+
+
 @register_learner("dgr", takes_net=True)
 def dgr(ctx: BuildContext, replay_size: int | None = None, increasing_replay_size: bool = False) -> SupervisedTemplate:
     """Deep Generative Replay (Shin et al. 2017), Avalanche's ``GenerativeReplay``: the MLP learns
@@ -225,6 +329,7 @@ def dgr(ctx: BuildContext, replay_size: int | None = None, increasing_replay_siz
     if tuple(ctx.input_shape) != (1, 28, 28):
         raise ConfigError(f"learner 'dgr': Avalanche's default generator takes 1x28x28 images (MNIST, Fashion-MNIST), not {'x'.join(map(str, ctx.input_shape))}")
     model = ctx.bp_net()
+    check_bp_plugins(ctx.plugins, model)
     return GenerativeReplay(
         model=model, optimizer=ctx.optimizer(model.parameters()), criterion=nn.CrossEntropyLoss(),
         replay_size=replay_size, increasing_replay_size=increasing_replay_size, **ctx.template_kwargs(),

@@ -33,6 +33,7 @@ from ..data.loaders import TensorLoaders
 from ..data.streams import experience_classes
 from ..nn.ff import NEG, FFNet
 from ..objectives import peer_normalization
+from .heads import task_mask_of
 
 __all__ = ["FFTemplate", "ScoreCrossEntropy", "sample_negatives", "NEGATIVES"]
 
@@ -59,7 +60,8 @@ class ScoreCrossEntropy(torch.nn.Module):
 
 
 def sample_negatives(
-    y: torch.Tensor, classes: torch.Tensor, k: int, mode: str = "random", scores: torch.Tensor | None = None
+    y: torch.Tensor, classes: torch.Tensor, k: int, mode: str = "random", scores: torch.Tensor | None = None,
+    allowed: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Wrong labels [B, K'] for true labels y, drawn from ``classes`` (the sorted candidate
     classes, which must hold every label of y).
@@ -67,24 +69,33 @@ def sample_negatives(
     ``random``: K distinct wrong labels uniformly (never the true one, pitfall 5 of algorithms.md);
     ``hardest``: the K wrong labels with the highest ``scores`` [B, len(classes)];
     ``all``: every other class (K' = len(classes) - 1). K' = min(k, len(classes) - 1).
+    ``allowed`` [B, num_classes] (task-incremental learning: the classes of each sample's task)
+    restricts each sample's negatives to its allowed classes; K' is then k, which must not exceed
+    any sample's allowed wrong labels (with ``all``, pass the smallest task's count).
     Index arithmetic only (no boolean masks): no host synchronisation on a GPU.
     """
     c = len(classes)
     j = torch.arange(c - 1, device=y.device)
     wrong = j + (j >= torch.searchsorted(classes, y)[:, None])  # [B, c-1]: positions of the other classes
     others = classes[wrong]
+    if mode not in NEGATIVES:
+        raise ValueError(f"negatives must be one of {', '.join(NEGATIVES)}, got '{mode}'")
+    if mode == "hardest" and scores is None:
+        raise ValueError("hardest negatives need the candidates' scores")
+    if allowed is not None:  # rank the task's wrong labels first, by a random key or by score
+        ok = allowed.gather(1, others)
+        key = scores.gather(1, wrong) if mode == "hardest" else torch.rand(len(y), c - 1, device=y.device)
+        return others.gather(1, key.masked_fill(~ok, float("-inf")).topk(min(k, c - 1), dim=1).indices)
     if mode == "all" or c - 1 <= k:
         return others
     if mode == "random":
         idx = torch.rand(len(y), c - 1, device=y.device).argsort(dim=1)[:, :k]
-    elif mode == "hardest":
-        if scores is None:
-            raise ValueError("hardest negatives need the candidates' scores")
-        idx = scores.gather(1, wrong).topk(k, dim=1).indices
     else:
-        raise ValueError(f"negatives must be one of {', '.join(NEGATIVES)}, got '{mode}'")
+        idx = scores.gather(1, wrong).topk(k, dim=1).indices
     return others.gather(1, idx)
 
+
+from avalanche.training.plugins import BiCPlugin, CoPEPlugin, CWRStarPlugin, FeatureDistillationPlugin, LFLPlugin  # noqa: E402
 
 UNSUPPORTED = {  # Avalanche plugins that cannot work with layer-local learners, and why
     LwFPlugin: "distils class logits during training; FF learners train on goodness, not logits",
@@ -92,6 +103,15 @@ UNSUPPORTED = {  # Avalanche plugins that cannot work with layer-local learners,
                  "which an FF network with no class seen yet does not have",
     MIRPlugin: "adds a cross-entropy on replayed samples' class scores, which back-propagates across the blocks",
     RARPlugin: "traces the network with torch.fx, which cannot trace an FF network's per-label passes",
+    BiCPlugin: "distils class logits during training; FF learners train on goodness, not logits",
+    LFLPlugin: "freezes the network's last linear layer (its classifier) after each experience to keep the decision "
+               "boundaries, and an FF network has none: it decides by the goodness of per-label passes",
+    FeatureDistillationPlugin: "distils a feature tensor the network stores as `model.features` in its forward, and an "
+                               "FF network keeps none (its training passes are per label and never call forward)",
+    CoPEPlugin: "turns the network's last linear layer into an embedding trained by back-propagation of its own loss, "
+                "and an FF network has no such layer",
+    CWRStarPlugin: "consolidates the per-class rows of the network's last linear layer, and an FF network has no such "
+                   "layer: a class is a label pass through every block",
 }
 
 
@@ -102,7 +122,7 @@ def check_plugins(plugins: list[Any]) -> None:
         if isinstance(getattr(getattr(p, "storage_policy", None), "selection_strategy", None), FeatureBasedExemplarsSelectionStrategy):
             reason = "selects exemplars by features of a named layer; an FF block returns (activity, input of the next block)"
         if reason:
-            raise ConfigError(f"{type(p).__name__} {reason}. With FF learners use replay (random or class-balanced), EWC, SI, GEM or A-GEM.")
+            raise ConfigError(f"{type(p).__name__} {reason}. With FF learners use replay (random or class-balanced), EWC, SI, MAS, GEM or A-GEM.")
 
 
 class FFTemplate(TensorLoaders, SupervisedTemplate):
@@ -234,13 +254,20 @@ class FFTemplate(TensorLoaders, SupervisedTemplate):
             output[:, active] = seen
             output.masked_fill_(~known, NEG)  # no label of this minibatch may leak into its own predictions (prequential)
             scores = seen[:, torch.searchsorted(active, classes)] if self.negatives == "hardest" else None
+        n_negatives, candidates, allowed = self.n_negatives, self.hard_candidates, None
+        task_mask = task_mask_of(self)
+        if task_mask is not None:  # task-incremental: negatives from each sample's own task only
+            allowed = task_mask.allowed(self.mb_task_id, model.max_classes)
+            wrong = task_mask.min_classes - 1
+            n_negatives = wrong if self.negatives == "all" else min(n_negatives, wrong)
+            candidates = min(candidates, wrong)
         if self.hard_candidates:  # the hardest of a few random wrong labels: a forward pass per candidate, not per class
-            pool = sample_negatives(y, classes, self.hard_candidates, "random")
+            pool = sample_negatives(y, classes, candidates, "random", allowed=allowed)
             with torch.no_grad():
                 pool_scores = model.chunked_scores(x, pool)
-            negs = pool.gather(1, pool_scores.topk(min(self.n_negatives, pool.shape[1]), dim=1).indices)
+            negs = pool.gather(1, pool_scores.topk(min(n_negatives, pool.shape[1]), dim=1).indices)
         else:
-            negs = sample_negatives(y, classes, self.n_negatives, self.negatives, scores)
+            negs = sample_negatives(y, classes, n_negatives, self.negatives, scores, allowed)
         self._labels = torch.cat([y[:, None], negs], dim=1)
         self._hybrid = None
         n_hybrid = round(self.hybrid_negatives * len(y))

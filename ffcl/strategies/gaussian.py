@@ -19,6 +19,14 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from avalanche.training.plugins import (
+    BiCPlugin,
+    CoPEPlugin,
+    CWRStarPlugin,
+    FeatureDistillationPlugin,
+    LFLPlugin,
+    MASPlugin,
+)
 from avalanche.training.templates import SupervisedTemplate
 from torch import nn
 
@@ -30,7 +38,32 @@ from ..readout import KINDS, ClassGaussians
 from .ff_template import ScoreCrossEntropy
 from .registry import BuildContext, register_learner
 
-__all__ = ["GaussianClassifier", "GaussianTemplate"]
+__all__ = ["GaussianClassifier", "GaussianTemplate", "check_plugins"]
+
+UNSUPPORTED = {  # Avalanche plugins that cannot work with a statistics learner, and why
+    LFLPlugin: "keeps features close through the training loss and freezes a linear classifier, and a statistics "
+               "learner has neither: no loss trains it, and its classes are Gaussian statistics",
+    BiCPlugin: "distils class logits through the training loss and holds samples out of training for its bias "
+               "correction, and a statistics learner trains no loss and merges every sample into its class statistics",
+    FeatureDistillationPlugin: "sets `model.features` to None after each experience, which would delete this "
+                               "learner's feature extractor (and no loss trains it)",
+    CoPEPlugin: "turns the network's last linear layer into an embedding trained by its own loss, and a statistics "
+                "learner has no linear layer: its classes are Gaussian statistics",
+    CWRStarPlugin: "consolidates the per-class rows of the network's last linear layer, and a statistics learner has "
+                   "none: its class statistics are already exact for every class",
+}
+
+
+def check_plugins(plugins: list[Any], optimizer: torch.optim.Optimizer | None) -> None:
+    """One clear error for an Avalanche plugin that cannot work with a statistics learner
+    (``optimizer``: the learner's, None when no parameter trains)."""
+    for p in plugins:
+        reason = next((why for kind, why in UNSUPPORTED.items() if isinstance(p, kind)), None)
+        if isinstance(p, MASPlugin) and optimizer is None:
+            reason = ("weighs parameters by their gradients, computed with the strategy's optimiser, and this learner "
+                      "trains no parameter (it has no optimiser): its class statistics forget nothing")
+        if reason:
+            raise ConfigError(f"{type(p).__name__} {reason}.")
 
 
 class GaussianClassifier(nn.Module):
@@ -77,10 +110,15 @@ class GaussianTemplate(TensorLoaders, SupervisedTemplate):
             raise ConfigError(f"feature_experiences must be >= 0, got {feature_experiences}")
         if feature_experiences and not hasattr(model.features, "local_loss"):
             raise ConfigError(f"feature_experiences = {feature_experiences}, but {type(model.features).__name__} has no local loss to train")
+        check_plugins(kwargs.get("plugins") or [], optimizer)
         kwargs.setdefault("criterion", ScoreCrossEntropy())
         super().__init__(model=model, optimizer=optimizer, **kwargs)  # type: ignore[arg-type]
         self.feature_experiences = feature_experiences
         self.features_trained = 0  # experiences that have trained the features so far
+
+    def _before_training(self, **kwargs: Any) -> None:
+        check_plugins(self.plugins, self.optimizer)  # also those appended after the strategy was built
+        super()._before_training(**kwargs)
 
     @property
     def training_features(self) -> bool:

@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 from avalanche.core import SupervisedPlugin
+from avalanche.models import MultiTaskModule
 from avalanche.training.templates import SupervisedTemplate
 
 from ..config import ConfigError, StrategyConfig, check_type
@@ -28,6 +29,7 @@ from ..nn.conv import ConvNet
 from ..nn.conv_ff import ConvFFNet
 from ..nn.ff import FFNet
 from ..objectives import Objective
+from .heads import MultiHeadNet, TaskMask
 
 __all__ = [
     "BuildContext",
@@ -94,6 +96,7 @@ class BuildContext:
     plugins: list[SupervisedPlugin] = field(default_factory=list)
     make_optimizer: Callable[[Iterable[torch.nn.Parameter]], torch.optim.Optimizer] | None = None
     eval_every: int = -1
+    task_incremental: bool = False
 
     def mlp(self) -> MLP:
         """The back-propagation MLP with the recipe's hidden sizes."""
@@ -101,11 +104,11 @@ class BuildContext:
 
     def bp_net(self) -> torch.nn.Module:
         """The back-propagation network of the recipe's ``net`` and ``hidden``: an :class:`MLP` or a
-        :class:`~ffcl.nn.conv.ConvNet` (conv stages, average pooling, a linear classifier)."""
+        :class:`~ffcl.nn.conv.ConvNet` (conv stages, average pooling, a linear classifier); with
+        ``head = "multi"`` its classifier is Avalanche's multi-head one (ffcl.strategies.heads)."""
         c = self.config
-        if c.net == "mlp":
-            return self.mlp()
-        return ConvNet(c.net, self.image_shape(), self.blocks(), self.num_classes)
+        net = self.mlp() if c.net == "mlp" else ConvNet(c.net, self.image_shape(), self.blocks(), self.num_classes)
+        return MultiHeadNet(net) if c.head == "multi" else net
 
     def ff_net(self, objective: Objective, *, split: bool = False, score_layers: str = "all", label_every_block: bool = False,
                **mlp_args: Any) -> FFNet:
@@ -215,20 +218,31 @@ def build_strategy(
     extra_plugins: Iterable[SupervisedPlugin] = (),
     optimizer: Callable[[Iterable[torch.nn.Parameter]], torch.optim.Optimizer] | None = None,
     eval_every: int = -1,
+    task_incremental: bool = False,
 ) -> SupervisedTemplate:
     """Build the Avalanche strategy a recipe describes: its plugins first, then its learner.
 
     ``optimizer`` (e.g. ``lambda params: torch.optim.SGD(params, lr=0.1)``) replaces the recipe's;
     ``eval_every`` is Avalanche's (evaluate every that many epochs on the streams given to
-    ``train(..., eval_streams=...)``; plugins such as ``EarlyStoppingPlugin`` need it)."""
+    ``train(..., eval_streams=...)``; plugins such as ``EarlyStoppingPlugin`` need it).
+    ``task_incremental``: the stream gives task labels and the learner predicts among the sample's
+    task's classes (a :class:`~ffcl.strategies.heads.TaskMask`, the first plugin, masks the others),
+    with the recipe's ``head`` (ffcl.strategies.heads)."""
     _load_builtins()
     load_extensions()
-
+    if config.head == "multi" and not task_incremental:
+        raise ConfigError("head = \"multi\" has one head per task and needs task labels: build with task_incremental=True "
+                          "(a task_incremental scenario), or drop it")
     ctx = BuildContext(config, tuple(input_shape), num_classes, torch.device(device), evaluator,
-                       make_optimizer=optimizer, eval_every=eval_every)
+                       make_optimizer=optimizer, eval_every=eval_every, task_incremental=task_incremental)
+    if task_incremental:
+        ctx.plugins.append(TaskMask())
     ctx.plugins.extend(_call("plugin", name, PLUGINS, ctx, args) for name, args in config.plugins.items())
     ctx.plugins.extend(extra_plugins)
     strategy = _call("learner", config.learner, LEARNERS, ctx, config.learner_args)
+    if config.head == "multi" and not isinstance(strategy.model, MultiTaskModule):
+        raise ConfigError(f"head = \"multi\" is Avalanche's MultiHeadClassifier for back-propagation networks; learner "
+                          f"'{config.learner}' ({type(strategy.model).__name__}) takes the masked head: drop head or set it to \"masked\"")
     for plugin in getattr(strategy, "plugins", ()):  # plugins that bind to the model (neuron allocation) check it now, not mid-run
         if callable(getattr(plugin, "attach", None)):
             plugin.attach(strategy.model)
