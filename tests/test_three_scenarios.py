@@ -312,3 +312,16 @@ def test_run_directory_records_the_kind_and_class_names(tmp_path):
     from ffcl.experiment import load_learner
 
     assert load_learner(tmp_path / "run", weights_only=True).ffcl_class_names == ("0|2|4|6|8", "1|3|5|7|9")
+
+
+def test_compare_prints_a_task_incremental_table(tmp_path, capsys):
+    from ffcl.cli import main
+
+    rc = main(["compare", "--strategies", "naive,ncm", "--seeds", "0", "--out", str(tmp_path / "g"),
+               "--set", "scenario.kind=\"task_incremental\"", "--set", "strategy.hidden=[32]", "--set", "strategy.lr=0.01"])
+    assert rc == 0
+    table = (tmp_path / "g" / "comparison.md").read_text()
+    assert "| naive |" in table and "| ncm |" in table
+    for name in ("naive", "ncm"):
+        m = json.loads((tmp_path / "g" / f"{name}-seed0" / "metrics.json").read_text())
+        assert f"{100 * m['final_average_accuracy']:.2f}" in table and m["final_average_accuracy"] > 0.8
