@@ -325,3 +325,19 @@ def test_compare_prints_a_task_incremental_table(tmp_path, capsys):
     for name in ("naive", "ncm"):
         m = json.loads((tmp_path / "g" / f"{name}-seed0" / "metrics.json").read_text())
         assert f"{100 * m['final_average_accuracy']:.2f}" in table and m["final_average_accuracy"] > 0.8
+
+
+def test_online_task_incremental_run_with_mini_experiences(tmp_path):
+    """Online mini-experiences carry no task_labels attribute: the task mask reads their samples."""
+    cfg = build_run_config("online_split_digits", "sffa", ["scenario.kind=\"task_incremental\"", "scenario.online_experience_size=100",
+                                                          "strategy.hidden=[64, 64]", "scenario.n_experiences=2"])
+    m = run_experiment(cfg, tmp_path / "run", quiet=True)
+    assert len(m["accuracy_matrix"]) == 2 and m["final_average_accuracy"] > 0.4  # chance in a 5-class task: 0.2
+
+
+def test_permuted_domain_incremental_run(tmp_path):
+    cfg = build_run_config("split_digits", "ncm", ["scenario.permuted=true", "scenario.kind=\"domain_incremental\"",
+                                                  "scenario.n_experiences=3"])
+    m = run_experiment(cfg, tmp_path / "run", quiet=True)
+    assert m["classes_per_experience"] == [list(range(10))] * 3 and len(m["accuracy_matrix"]) == 3
+    assert m["accuracy_matrix"][0][0] > 0.8  # the identity permutation, learnt alone
