@@ -341,3 +341,17 @@ def test_permuted_domain_incremental_run(tmp_path):
     m = run_experiment(cfg, tmp_path / "run", quiet=True)
     assert m["classes_per_experience"] == [list(range(10))] * 3 and len(m["accuracy_matrix"]) == 3
     assert m["accuracy_matrix"][0][0] > 0.8  # the identity permutation, learnt alone
+
+
+@pytest.mark.parametrize("plugin", ["si", "lwf", "mas", "lfl", "gem", "replay"])
+@pytest.mark.parametrize("head", ["masked", "multi"])
+def test_bp_plugins_run_with_either_task_il_head(digits, plugin, head):
+    torch.manual_seed(0)
+    stream = make_stream(digits, 2, kind="task_incremental")
+    cfg = small(head=head, epochs=3, plugins={plugin: {"patterns_per_experience": 32} if plugin == "gem" else {}})
+    strategy = build_strategy(cfg, input_shape=stream.input_shape, num_classes=10, task_incremental=True,
+                              evaluator=EvaluationPlugin(accuracy_metrics(experience=True), loggers=[]))
+    for exp in stream.train_stream:
+        strategy.train(exp)
+    row = accuracy_row(strategy.eval(stream.test_stream), 2)
+    assert min(row) > 0.5  # chance in a 5-class task: 0.2

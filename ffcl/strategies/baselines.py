@@ -52,13 +52,14 @@ from ..data.loaders import ReplayTensorLoader, TensorLoaders, dataset_tensors
 from ..data.streams import experience_classes
 from ..nn import MLP
 from ..nn.ff import FFNet
-from .heads import TaskAwareLwF
+from .heads import MultiHeadNet, TaskAwareLwF
 from .registry import BuildContext, register_learner, register_plugin
 
 # Avalanche's feature-based plugins (LFLPlugin) accept only models that are a ``BaseModel``: ffcl's
 # networks with ``get_features`` are registered as such here, so ffcl.nn itself needs no Avalanche.
 BaseModel.register(MLP)
 BaseModel.register(FFNet)
+BaseModel.register(MultiHeadNet)
 
 # --------------------------------------------------------------------------- plugins these learners refuse
 

@@ -138,6 +138,10 @@ class MultiHeadNet(MultiTaskModule):
         self.classifier = MultiHeadClassifier(net.classifier.in_features, initial_out_features=2, masking=False)
         self.feature_size = net.classifier.in_features
 
+    def get_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The shared features every head reads (Avalanche's ``BaseModel.get_features``, for LFL)."""
+        return self.features(x)
+
     def forward_single_task(self, x: torch.Tensor, task_label: int) -> torch.Tensor:
         return self.classifier(self.features(x), task_label)
 
