@@ -75,6 +75,7 @@ def main() -> None:
     p.add_argument("--plugins", default=",".join(PLUGINS))
     p.add_argument("--learners", default=",".join(LEARNERS))
     p.add_argument("--seeds", default="0")
+    p.add_argument("--workers", type=int, default=2, help="runs at a time, each on its share of the cores")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/three_scenarios/sffa_paper"))
     p.add_argument("--dry-run", action="store_true", help="check the arguments, recipes and data sets; run nothing")
     args = p.parse_args()
@@ -90,7 +91,7 @@ def main() -> None:
     rows = []
     for (dataset, kind), scenario in scenarios.items():
         cells = {(n, pl, s): cell(n, pl, kind, s) for n in learners for pl in plugins for s in seeds}
-        dirs, failed = run_grid(scenario, list(cells.values()), args.out / scenario, device="cpu")
+        dirs, failed = run_grid(scenario, list(cells.values()), args.out / scenario, device="cpu", workers=args.workers)
         for (learner, plugin, seed), run_dir in zip(cells, dirs):
             metrics = run_dir / "metrics.json"
             row = {"dataset": dataset, "kind": kind, "plugin": plugin, "learner": learner, "seed": seed, "run": str(run_dir)}

@@ -410,6 +410,7 @@ def _train(
         "scenario": cfg.scenario_name,
         "strategy": cfg.strategy_name,
         "dataset": data.name,
+        "kind": cfg.scenario.kind + (" (permuted)" if cfg.scenario.permuted else ""),
         "seed": cfg.seed,
         "device": str(device),
         "classes_per_experience": stream.classes_per_experience,

@@ -101,7 +101,8 @@ def write_report(run_dirs: list[Path], out: Path) -> Path:
     runs = [(Path(d), load_metrics(d)) for d in run_dirs]
     check_out_dir(out)
     out.mkdir(parents=True, exist_ok=True)
-    lines = [f"# Report: {', '.join(sorted({m['scenario'] for _, m in runs}))}", ""]
+    kinds = sorted({m["kind"] for _, m in runs if isinstance(m.get("kind"), str)})  # runs before the key existed have none
+    lines = [f"# Report: {', '.join(sorted({m['scenario'] for _, m in runs}))}" + (f" ({', '.join(kinds)})" if kinds else ""), ""]
     lines += ["| run | strategy | seed | final avg acc (%) | avg forgetting (%) | BWT (%) | train time (s) | peak memory (MiB) |",
               "|---|---|---|---|---|---|---|---|"]
     for d, m in runs:

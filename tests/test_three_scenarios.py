@@ -306,9 +306,14 @@ def test_adapt_refuses_task_and_domain_runs(tmp_path):
 
 
 def test_run_directory_records_the_kind_and_class_names(tmp_path):
+    from ffcl.cli import main
+
     cfg = build_run_config("split_digits", "ncm", ["scenario.kind=\"domain_incremental\""])
-    run_experiment(cfg, tmp_path / "run", quiet=True)
+    m = run_experiment(cfg, tmp_path / "run", quiet=True)
     assert json.loads((tmp_path / "run" / "config.json").read_text())["scenario"]["kind"] == "domain_incremental"
+    assert m["kind"] == "domain_incremental"
+    assert main(["report", str(tmp_path / "run")]) == 0
+    assert (tmp_path / "run" / "report" / "report.md").read_text().startswith("# Report: split_digits (domain_incremental)")
     from ffcl.experiment import load_learner
 
     assert load_learner(tmp_path / "run", weights_only=True).ffcl_class_names == ("0|2|4|6|8", "1|3|5|7|9")
