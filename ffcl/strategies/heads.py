@@ -28,6 +28,7 @@ from typing import Any
 import torch
 from avalanche.core import SupervisedPlugin
 from avalanche.models import MultiHeadClassifier, MultiTaskModule
+from avalanche.training import JointTraining
 from avalanche.training.plugins import LwFPlugin
 from avalanche.training.regularization import LearningWithoutForgetting
 from torch import nn
@@ -75,7 +76,10 @@ class TaskMask(SupervisedPlugin):
         if tasks is not None and len(tasks) == 1:
             self.register(int(tasks[0]), experience_classes(experience))
             return
-        data = experience.dataset  # several tasks, or an online mini-experience: read the samples
+        self.register_dataset(experience.dataset)  # several tasks, or an online mini-experience: read the samples
+
+    def register_dataset(self, data: Any) -> None:
+        """Record the (task label, class) pairs of an Avalanche dataset's samples."""
         labels = torch.as_tensor(list(data.targets_task_labels), dtype=torch.long)
         targets = torch.as_tensor(list(data.targets), dtype=torch.long)
         for t in labels.unique().tolist():
@@ -103,6 +107,10 @@ class TaskMask(SupervisedPlugin):
 
     def before_training_exp(self, strategy: Any, **kwargs: Any) -> None:
         self.register_experience(strategy.experience)
+
+    def after_train_dataset_adaptation(self, strategy: Any, **kwargs: Any) -> None:
+        if isinstance(strategy, JointTraining):  # one dataset of every experience; its experience is the first only
+            self.register_dataset(strategy.adapted_dataset)
 
     def before_eval_exp(self, strategy: Any, **kwargs: Any) -> None:
         self.register_experience(strategy.experience)
