@@ -66,6 +66,7 @@ class TaskMask(SupervisedPlugin):
             grown = torch.zeros(rows, cols, dtype=torch.bool)
             grown[: self.masks.shape[0], : self.masks.shape[1]] = self.masks
             self.masks = grown
+            self._device_masks = None
         if classes and not self.masks[task, classes].all():
             self.masks[task, classes] = True
             self._device_masks = None
