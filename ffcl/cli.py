@@ -161,7 +161,7 @@ def _adapt(args: argparse.Namespace) -> None:
 
 
 def _compare(args: argparse.Namespace) -> None:
-    from .compare import format_failures, format_markdown, grid_cells, run_grid, summarize_runs, write_comparison
+    from .compare import cell_config, format_failures, format_markdown, grid_cells, run_grid, summarize_runs, write_comparison
     from .experiment import RunError
     from .report import write_report
 
@@ -185,9 +185,7 @@ def _compare(args: argparse.Namespace) -> None:
         from .experiment import dry_run
 
         for cell in cells:
-            cfg = RunConfig(scenario=load_scenario(args.scenario), strategy=load_strategy(cell.strategy),
-                            scenario_name=Path(args.scenario).stem, strategy_name=Path(cell.strategy).stem, seed=cell.seed, device=args.device)
-            print(f"{cell.dirname}: {dry_run(apply_overrides(cfg, [*args.overrides, *cell.settings]))}")
+            print(f"{cell.dirname}: {dry_run(cell_config(args.scenario, cell, args.overrides, args.device))}")
         print(f"dry run: {len(cells)} run(s) checked, nothing trained or written")
         return
     dirs, failed = run_grid(args.scenario, cells, out, overrides=args.overrides, device=args.device, workers=args.workers,

@@ -4,7 +4,8 @@ Each run is an ordinary run directory made by ``ffcl run`` in its own process (s
 is its own), ``workers`` processes at a time, each pinned to its share of the CPU cores with as
 many intra-op threads (so parallel runs do not fight over threads). ``--grid key=v1,v2`` adds
 settings to sweep; each combination is a row of its own. A grid directory is resumable: finished
-runs are reused, interrupted ones resumed; a run that fails is listed under the table with the
+runs are reused, interrupted ones resumed (only when the recipe they recorded is the one asked for:
+otherwise the grid stops with one line before anything runs); a run that fails is listed under the table with the
 last line it printed, and the others still run. The summary (mean ± std over seeds) is printed
 and written as ``comparison.md`` and ``comparison.csv``.
 """
@@ -25,11 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import ConfigError
-from .experiment import RunError, usable_cpus
+from .config import ConfigError, RunConfig, apply_overrides, load_scenario, load_strategy, to_dict
+from .experiment import RunError, load_run_config, usable_cpus
 from .report import load_metrics
 
-__all__ = ["Cell", "EXECUTORS", "grid_cells", "run_grid", "run_cell", "summarize_runs", "format_markdown", "format_failures", "write_comparison", "COLUMNS"]
+__all__ = ["Cell", "EXECUTORS", "grid_cells", "cell_config", "run_grid", "run_cell", "summarize_runs", "format_markdown", "format_failures", "write_comparison", "COLUMNS"]
 
 # (metrics.json key, column title, scale)
 COLUMNS = [
@@ -71,8 +72,31 @@ def grid_cells(strategies: Sequence[str], seeds: Sequence[int], grid: Sequence[s
         options = [v.strip() for v in values.split(",") if v.strip()] if sep else []
         if not key.strip() or not options:
             raise ConfigError(f"--grid '{entry}': write section.key=value1,value2,..., e.g. strategy.lr=1e-3,3e-3")
+        if len(set(options)) != len(options):
+            raise ConfigError(f"--grid '{entry}': a value is repeated; list each value once")
         axes.append([f"{key.strip()}={v}" for v in options])
     return [Cell(s, seed, combo) for s in strategies for combo in itertools.product(*axes) for seed in seeds]
+
+
+def cell_config(scenario: str, cell: Cell, overrides: Sequence[str] = (), device: str = "auto") -> RunConfig:
+    """The resolved recipe of one run of a grid: what ``ffcl run`` makes of the same arguments."""
+    cfg = RunConfig(scenario=load_scenario(scenario), strategy=load_strategy(cell.strategy), scenario_name=Path(scenario).stem,
+                    strategy_name=Path(cell.strategy).stem, seed=cell.seed, device=device)
+    return apply_overrides(cfg, [*overrides, *cell.settings])
+
+
+RECIPE_KEYS = ("scenario_name", "strategy_name", "seed", "scenario", "strategy")  # what must match for a run to be reused
+
+
+def _check_same_recipe(run_dir: Path, wanted: RunConfig) -> None:
+    """A one-line error if the run recorded in ``run_dir`` is not a run of ``wanted``."""
+    have, want = to_dict(load_run_config(run_dir)), to_dict(wanted)
+    for key in RECIPE_KEYS:
+        if have[key] != want[key]:
+            diff = next((f"{key}.{k}: {have[key][k]!r} there, {want[key][k]!r} asked" for k in want[key] if have[key].get(k) != want[key][k]),
+                        None) if isinstance(want[key], dict) else f"{key}: {have[key]!r} there, {want[key]!r} asked"
+            raise ConfigError(f"{run_dir} holds a run of another recipe ({diff}); it is not reused: choose another --out "
+                              "or move that run away")
 
 
 EXECUTORS = ("local", "ray")
@@ -109,6 +133,9 @@ def run_grid(
     cores = usable_cpus()
     share = max(1, len(cores) // workers)
     jobs, dirs = [], []
+    for cell in cells:  # before anything runs: a run already there must be a run of this recipe
+        if (out / cell.dirname / "config.json").is_file():
+            _check_same_recipe(out / cell.dirname, cell_config(scenario, cell, overrides, device))
     for cell in cells:
         run_dir = out / cell.dirname
         dirs.append(run_dir)

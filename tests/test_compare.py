@@ -143,3 +143,24 @@ def test_ray_executor_gives_the_local_table(tmp_path):
             assert tables["ray"][strategy][key] == row[key], (strategy, key)
     config = json.loads((tmp_path / "ray" / "naive-seed0" / "config.json").read_text())
     assert config["threads"] == max(1, len(os.sched_getaffinity(0)) // 2)  # the cores divided by the workers
+
+
+def test_a_finished_run_of_another_recipe_is_not_reused(tmp_path, capsys):
+    """issue 26: `--scenario online_split_digits` into a folder holding a split_digits run must not
+    report the old run under the new title; nor may a run made with other --set overrides be reused."""
+    out = tmp_path / "g"
+    base = ["compare", "--strategies", "ncm", "--seeds", "0", "--out", str(out)]
+    assert main(base) == 0
+    before = (out / "ncm-seed0" / "metrics.json").read_bytes()
+    capsys.readouterr()
+    for extra in (["--scenario", "online_split_digits"], ["--set", "scenario.n_experiences=2"]):
+        assert main([*base, *extra]) == 2
+        err = capsys.readouterr().err
+        assert "holds a run of another recipe" in err and len(err.strip().splitlines()) == 1
+    assert (out / "ncm-seed0" / "metrics.json").read_bytes() == before
+    assert main(base) == 0 and "finished earlier, reused" in capsys.readouterr().out
+
+
+def test_repeated_grid_values_are_refused(tmp_path, capsys):
+    assert main(["compare", "--strategies", "ncm", "--grid", "strategy.lr=1e-3,1e-3", "--out", str(tmp_path / "g")]) == 2
+    assert "repeated" in capsys.readouterr().err and not (tmp_path / "g").exists()
