@@ -111,7 +111,7 @@ def _run(args: argparse.Namespace) -> None:
         strategy_name=Path(args.strategy).stem,
         seed=args.seed,
         device=args.device,
-        threads=args.threads or (len(usable_cpus()) if args.deterministic else None),
+        threads=args.threads if args.threads is not None else (len(usable_cpus()) if args.deterministic else None),
         deterministic=args.deterministic,
     )
     overrides = list(args.overrides)
@@ -128,10 +128,18 @@ def _run(args: argparse.Namespace) -> None:
     out = args.out or Path("runs") / f"{cfg.scenario_name}-{cfg.strategy_name}-seed{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
     metrics = run_experiment(cfg, out, quiet=args.quiet)
     print(format_summary(metrics))
-    if cfg.scenario.kind == "class_incremental" and not args.quiet:
-        print(f"compare it with the replay-free anchors and the baselines: ffcl compare --scenario {cfg.scenario_name} "
-              f"--strategies {cfg.strategy_name},slda,ncm,replay,ewc --seeds 0,1,2")
+    anchors = COMPARE_WITH.get(cfg.scenario.kind)
+    if anchors and not args.quiet:
+        names = ",".join(dict.fromkeys([cfg.strategy_name, *anchors]))
+        print(f"compare it with the anchors and the baselines: ffcl compare --scenario {cfg.scenario_name} --strategies {names} --seeds 0,1,2")
     print(f"run directory: {out}")
+
+
+COMPARE_WITH = {  # what a finished run is suggested to be compared with, per scenario kind
+    "class_incremental": ["slda", "ncm", "replay", "ewc"],  # the replay-free anchors first
+    "task_incremental": ["naive", "ewc", "si", "lwf", "replay"],  # where regularisation was designed to work
+    "domain_incremental": ["naive", "ewc", "si", "lwf", "replay"],
+}
 
 
 def _adapt(args: argparse.Namespace) -> None:
@@ -180,6 +188,9 @@ def _compare(args: argparse.Namespace) -> None:
     for name in strategies:
         load_strategy(name)
     out = args.out or Path("runs") / f"compare-{Path(args.scenario).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    from .experiment import check_out_dir
+
+    check_out_dir(out)  # --out naming a file: one line, not FileExistsError
     cells = grid_cells(strategies, seeds, args.grid)
     if args.dry_run:
         from .experiment import dry_run

@@ -256,3 +256,16 @@ def test_non_finite_weights_stop_the_run_with_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 2 and "became NaN or infinite" in err and "features.1.weight" in err and "Traceback" not in err
     assert not (tmp_path / "r" / "metrics.json").exists()
+
+
+def test_threads_zero_is_refused(tmp_path, capsys):
+    assert main(["run", "--threads", "0", "--out", str(tmp_path / "r"), "--dry-run"]) == 2
+    assert "--threads must be >= 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("scenario_kind,anchors", [("class_incremental", "ncm,slda,replay,ewc"),
+                                                    ("task_incremental", "ncm,naive,ewc,si,lwf,replay")])
+def test_the_suggested_comparison_lists_each_strategy_once(tmp_path, capsys, scenario_kind, anchors):
+    assert main(["run", "--strategy", "ncm", "--set", f"scenario.kind=\"{scenario_kind}\"", "--out", str(tmp_path / "r")]) == 0
+    line = next(l for l in capsys.readouterr().out.splitlines() if l.startswith("compare it with"))
+    assert line.endswith(f"--strategies {anchors} --seeds 0,1,2")

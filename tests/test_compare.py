@@ -164,3 +164,10 @@ def test_a_finished_run_of_another_recipe_is_not_reused(tmp_path, capsys):
 def test_repeated_grid_values_are_refused(tmp_path, capsys):
     assert main(["compare", "--strategies", "ncm", "--grid", "strategy.lr=1e-3,1e-3", "--out", str(tmp_path / "g")]) == 2
     assert "repeated" in capsys.readouterr().err and not (tmp_path / "g").exists()
+
+
+def test_compare_out_naming_a_file_is_one_line(tmp_path, capsys):
+    (tmp_path / "f").write_text("mine")
+    assert main(["compare", "--strategies", "ncm", "--out", str(tmp_path / "f")]) == 2
+    err = capsys.readouterr().err
+    assert "is a file" in err and len(err.strip().splitlines()) == 1 and (tmp_path / "f").read_text() == "mine"
