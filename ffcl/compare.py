@@ -133,8 +133,8 @@ def run_grid(
     cores = usable_cpus()
     share = max(1, len(cores) // workers)
     jobs, dirs = [], []
-    for cell in cells:  # before anything runs: a run already there must be a run of this recipe
-        if (out / cell.dirname / "config.json").is_file():
+    for cell in cells:  # before anything runs: a run to reuse or resume must be a run of this recipe
+        if any((out / cell.dirname / name).exists() for name in ("metrics.json", "checkpoint.pt")):
             _check_same_recipe(out / cell.dirname, cell_config(scenario, cell, overrides, device))
     for cell in cells:
         run_dir = out / cell.dirname
