@@ -195,8 +195,9 @@ def _compare(args: argparse.Namespace) -> None:
     if args.dry_run:
         from .experiment import dry_run
 
+        streams: dict = {}  # one stream per scenario setting and seed, shared by the grid's runs
         for cell in cells:
-            print(f"{cell.dirname}: {dry_run(cell_config(args.scenario, cell, args.overrides, args.device))}")
+            print(f"{cell.dirname}: {dry_run(cell_config(args.scenario, cell, args.overrides, args.device), streams)}")
         print(f"dry run: {len(cells)} run(s) checked, nothing trained or written")
         return
     dirs, failed = run_grid(args.scenario, cells, out, overrides=args.overrides, device=args.device, workers=args.workers,

@@ -220,11 +220,19 @@ def _data_and_stream(cfg: RunConfig) -> tuple[torch.device, Any, Stream]:
     return device, data, build_stream(cfg.scenario, data, cfg.seed)
 
 
-def dry_run(cfg: RunConfig) -> str:
+def dry_run(cfg: RunConfig, streams: dict[str, Any] | None = None) -> str:
     """Everything a run checks before it trains (recipes, overrides, the data set, the stream,
     the learner and its plugins, the device), without training or writing anything; a line
-    describing the run it would make."""
-    device, data, stream = _data_and_stream(cfg)
+    describing the run it would make. ``streams``: a dict the caller keeps across the runs of a
+    grid, so that runs on the same scenario and seed build their stream once."""
+    key = json.dumps([to_dict(cfg.scenario), cfg.seed, cfg.device], sort_keys=True)
+    if streams is not None and key in streams:
+        cfg.validate()
+        device, data, stream = streams[key]
+    else:
+        device, data, stream = _data_and_stream(cfg)
+        if streams is not None:
+            streams[key] = (device, data, stream)
     sc = cfg.scenario
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "No loggers specified")

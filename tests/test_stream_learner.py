@@ -47,6 +47,8 @@ EXPECTED_FAILURES = {
     },
 }
 
+MACHINE_DEPENDENT = {"check_methods_subset_invariance"}
+
 
 @pytest.mark.parametrize("name", sorted(ESTIMATORS))
 def test_sklearn_estimator_checks(name):
@@ -57,7 +59,8 @@ def test_sklearn_estimator_checks(name):
     failed = {r["check_name"]: str(r["exception"])[:200] for r in results if r["status"] == "failed"}
     xfailed = {r["check_name"] for r in results if r["status"] == "xfail"}
     skipped = {r["check_name"] for r in results if r["status"] == "skipped"}
-    assert not failed and xfailed == set(expected)
+    # near-tie rounding passes or fails with the CPU's float kernels: that one may pass on some machines
+    assert not failed and set(expected) - MACHINE_DEPENDENT <= xfailed <= set(expected)
     assert skipped <= {"check_array_api_input", "check_classifier_data_not_an_array", "check_dataframe_column_names_consistency",
                        "check_estimators_dtypes_pandas", "check_pandas_series"}  # optional packages not installed here
 

@@ -34,7 +34,6 @@ from avalanche.benchmarks.utils.classification_dataset import _as_taskaware_supe
 from torch.utils.data import TensorDataset
 
 from .datasets import DataError, TensorData
-from .loaders import dataset_tensors
 
 __all__ = ["KINDS", "Stream", "make_stream", "make_drift_stream", "permuted", "shift", "experience_classes"]
 
@@ -131,7 +130,11 @@ def make_stream(
     # Avalanche's num_experiences drops the remainder classes; give the remainder to the last experience
     per = n_classes // n_experiences
     sizes = list(classes_per_experience or [per] * (n_experiences - 1) + [n_classes - per * (n_experiences - 1)])
-    if present == list(range(n_classes)):
+    groups = [order[sum(sizes[:i]) : sum(sizes[: i + 1])] for i in range(n_experiences)]
+    names = tuple(data.class_names)
+    if kind == "domain_incremental":
+        benchmark, per_exp, names = _by_position(data, groups)
+    elif present == list(range(n_classes)):
         rng_state = torch.random.get_rng_state()  # Avalanche reseeds the global RNG; keep ours intact
         benchmark = class_incremental_benchmark(
             {
@@ -143,25 +146,31 @@ def make_stream(
         )
         torch.random.set_rng_state(rng_state)
     else:  # labels with gaps (new classes of a run's label space): Avalanche wants labels 0..max, split by hand
-        groups = [torch.tensor(order[sum(sizes[:i]) : sum(sizes[: i + 1])]) for i in range(n_experiences)]
-
         def parts(x: torch.Tensor, y: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
-            return [(x[torch.isin(y, g)], y[torch.isin(y, g)]) for g in groups]
+            return [(x[torch.isin(y, g)], y[torch.isin(y, g)]) for g in map(torch.tensor, groups)]
 
         benchmark = _from_parts(parts(data.x_train, data.y_train), parts(data.x_test, data.y_test))
-    per_exp = [sorted(int(c) for c in exp.classes_in_this_experience) for exp in benchmark.test_stream]
-    names = tuple(data.class_names)
+    if kind != "domain_incremental":
+        per_exp = [sorted(int(c) for c in exp.classes_in_this_experience) for exp in benchmark.test_stream]
     if kind == "task_incremental":
         benchmark = with_classes_timeline(task_incremental_benchmark(benchmark, reset_task_labels=True))
-    elif kind == "domain_incremental":
-        groups = [order[sum(sizes[:i]) : sum(sizes[: i + 1])] for i in range(n_experiences)]
-        benchmark, per_exp, names = _relabel_by_position(benchmark, groups, names)
     return _finish(benchmark, per_exp, data, seed, online, online_experience_size, kind, names)
 
 
-def _relabel_by_position(benchmark: Any, groups: list[list[int]], names: tuple[str, ...]) -> tuple[Any, list[list[int]], tuple[str, ...]]:
-    """The domain-incremental form of a class-incremental benchmark whose experience i holds the
-    classes ``groups[i]``: each class becomes its position in its group."""
+def _relabelled(x: torch.Tensor, y: torch.Tensor, groups: list[list[int]], position: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The samples of each group of classes, relabelled through ``position``, laid out as Avalanche's
+    ``class_incremental_benchmark`` lays them out (class after class, from the group's last), so a
+    stream and its domain-incremental form draw the same minibatches from one seed."""
+    parts = []
+    for g in groups:
+        keep = torch.cat([(y == c).nonzero().flatten() for c in reversed(g)])
+        parts.append((x[keep], position[y[keep]]))
+    return parts
+
+
+def _by_position(data: TensorData, groups: list[list[int]]) -> tuple[Any, list[list[int]], tuple[str, ...]]:
+    """The domain-incremental benchmark whose experience i holds the classes ``groups[i]``, each
+    relabelled by its position in its group; the per-experience classes and the shared names."""
     width = len(groups[0])
     if any(len(g) != width for g in groups):
         raise DataError(f"a domain-incremental stream shares one label set, so every experience needs as many classes; "
@@ -169,12 +178,10 @@ def _relabel_by_position(benchmark: Any, groups: list[list[int]], names: tuple[s
     position = torch.zeros(max(max(g) for g in groups) + 1, dtype=torch.long)
     for g in groups:
         position[torch.tensor(g)] = torch.arange(width)
-
-    def parts(stream: Any) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        return [(x, position[y]) for x, y, _ in (dataset_tensors(exp.dataset) for exp in stream)]
-
+    names = data.class_names
     joined = tuple("|".join(dict.fromkeys(names[g[i]].split(PERMUTATION_MARK)[0] for g in groups)) for i in range(width))
-    return _from_parts(parts(benchmark.train_stream), parts(benchmark.test_stream)), [list(range(width))] * len(groups), joined
+    benchmark = _from_parts(_relabelled(data.x_train, data.y_train, groups, position), _relabelled(data.x_test, data.y_test, groups, position))
+    return benchmark, [list(range(width))] * len(groups), joined
 
 
 PERMUTATION_MARK = "@perm"

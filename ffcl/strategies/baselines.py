@@ -161,10 +161,35 @@ def ewc(ctx: BuildContext, ewc_lambda: float = 1e4, mode: str = "separate", deca
     return EWCPlugin(ewc_lambda=ewc_lambda, mode=mode, decay_factor=decay_factor)
 
 
+class SI(SynapticIntelligencePlugin):
+    """Avalanche's Synaptic Intelligence with its weight snapshots copied.
+
+    Avalanche 0.6 stores each snapshot as ``param.detach().cpu().flatten()``, which on the CPU is a
+    view of the parameter itself: the weights before an update always equal those after it, so the
+    path integral and the penalty's anchor never move and SI does nothing there (its accuracy
+    matrices equalled naive fine-tuning's to the last digit). Here the two snapshots a penalty
+    depends on, the weights before each update and those at the start of an experience, are
+    copies; everything else is Avalanche's."""
+
+    def _copy_weights(self, model: nn.Module, target: Any) -> None:
+        with torch.no_grad():
+            for name, param in SynapticIntelligencePlugin.allowed_parameters(model, self.excluded_parameters):
+                target[name].data = param.detach().flatten().clone().cpu()
+
+    def before_training_exp(self, strategy: Any, **kwargs: Any) -> None:
+        super().before_training_exp(strategy, **kwargs)
+        self._copy_weights(strategy.model, self.ewc_data[0])  # the anchor of this experience's penalty
+
+    def before_training_iteration(self, strategy: Any, **kwargs: Any) -> None:
+        super().before_training_iteration(strategy, **kwargs)
+        self._copy_weights(strategy.model, self.syn_data["old_theta"])  # the weights before this update
+
+
 @register_plugin("si")
 def si(ctx: BuildContext, si_lambda: float = 1.0, eps: float = 1e-7) -> SynapticIntelligencePlugin:
-    """Synaptic Intelligence: a quadratic penalty weighted by each parameter's path integral."""
-    return SynapticIntelligencePlugin(si_lambda=si_lambda, eps=eps)
+    """Synaptic Intelligence: a quadratic penalty weighted by each parameter's path integral
+    (Avalanche's, its weight snapshots copied: :class:`SI`)."""
+    return SI(si_lambda=si_lambda, eps=eps)
 
 
 @register_plugin("lwf")
