@@ -238,3 +238,24 @@ def test_dgr_trains_on_28x28_images_and_refuses_others(stream):
     assert rows[0][0] > 0.5 and rows[0][1] == 0.0 and max(rows[-1]) > 0.3
     with pytest.raises(ConfigError, match="1x28x28"):
         build(small(learner="dgr"), stream)
+
+
+def test_si_measures_a_path_integral_on_the_cpu(stream):
+    """Avalanche 0.6's SI snapshots the weights as views of the parameters on the CPU, so its path
+    integral and its penalty's anchor never moved and SI equalled naive fine-tuning; ffcl's copies them."""
+    strategy = build_strategy(small(plugins={"si": {"si_lambda": 1000.0, "eps": 0.1}}), input_shape=stream.input_shape,
+                              num_classes=stream.num_classes)
+    si = strategy.plugins[0]
+    strategy.train(stream.train_stream[0])
+    assert sum(float(t.data.abs().sum()) for t in si.syn_data["cum_trajectory"].values()) > 0
+    after_first = {name: p.detach().flatten().clone() for name, p in strategy.model.named_parameters()}
+    checks = []
+
+    class Spy(SupervisedPlugin):
+        def after_training_iteration(self, strategy, **kwargs):  # the penalty's anchor: the weights the experience began with
+            checks.append(all(torch.equal(si.ewc_data[0][n].data, w) for n, w in after_first.items()))
+            checks.append(not torch.equal(si.ewc_data[0]["classifier.weight"].data, strategy.model.classifier.weight.flatten()))
+
+    strategy.plugins.insert(0, Spy())
+    strategy.train(stream.train_stream[1])
+    assert checks and all(checks)
