@@ -3,7 +3,7 @@ Avalanche plugin, on Split-MNIST and Split-Fashion-MNIST, beside the figures the
 
 Protocol of the authors' ``continual.py`` (erikberter/SFFA_CoLLAS; ../shared/algorithms.md section 12):
 2x1400 networks, Adam 1e-3, 2 epochs per experience, batch 512, the class order shuffled by the
-seed; plugins none, MAS (Avalanche's defaults), replay (500 samples, experience-balanced: the
+seed, SFFA contrasting every seen class (negatives = "all"); plugins none, MAS (Avalanche's defaults), replay (500 samples, experience-balanced: the
 ReplayPlugin default), EWC (lambda 1e5), SI (1000, eps 0.1), GEM (20 patterns, 0.5) and LFL (1e-4).
 Back-propagation in task-IL has Avalanche's multi-head classifier (``head = "multi"``), as there.
 
@@ -39,6 +39,10 @@ PLUGINS = {
     "lfl": ["strategy.plugins.lfl.lambda_e=0.0001"],
 }
 LEARNERS = {"sffa": "sffa", "bp": "naive"}  # the strategy recipe each learner starts from
+# The authors' loss is a binary cross-entropy on the fitness of every seen class (ff_mod/loss/loss.py):
+# every other seen class is a negative. With the recipe's one hardest negative instead, 2 epochs of
+# batch 512 learn the last experience to 48% (class-IL, seed 0: 9.63% final against their 19.85%).
+LEARNER_SETTINGS = {"sffa": ["strategy.learner_args.negatives=\"all\""], "bp": []}
 
 # Final average accuracy (%) after the 5th experience, SFFA / BP, read from the vector figure
 # images/plot_final.pdf of erikberter/SFFA_CoLLAS (HEAD e04cccd; dashed lines SFFA, solid BP: the
@@ -65,7 +69,7 @@ PUBLISHED = {
 
 def cell(learner: str, plugin: str, kind: str, seed: int) -> Cell:
     head = ["strategy.head=\"multi\""] if learner == "bp" and kind == "task" else []
-    return Cell(LEARNERS[learner], seed, (*COMMON, *PLUGINS[plugin], *head))
+    return Cell(LEARNERS[learner], seed, (*COMMON, *LEARNER_SETTINGS[learner], *PLUGINS[plugin], *head))
 
 
 def main() -> None:
