@@ -96,7 +96,6 @@ class BuildContext:
     plugins: list[SupervisedPlugin] = field(default_factory=list)
     make_optimizer: Callable[[Iterable[torch.nn.Parameter]], torch.optim.Optimizer] | None = None
     eval_every: int = -1
-    task_incremental: bool = False
 
     def mlp(self) -> MLP:
         """The back-propagation MLP with the recipe's hidden sizes."""
@@ -234,7 +233,7 @@ def build_strategy(
         raise ConfigError("head = \"multi\" has one head per task and needs task labels: build with task_incremental=True "
                           "(a task_incremental scenario), or drop it")
     ctx = BuildContext(config, tuple(input_shape), num_classes, torch.device(device), evaluator,
-                       make_optimizer=optimizer, eval_every=eval_every, task_incremental=task_incremental)
+                       make_optimizer=optimizer, eval_every=eval_every)
     if task_incremental:
         ctx.plugins.append(TaskMask())
     ctx.plugins.extend(_call("plugin", name, PLUGINS, ctx, args) for name, args in config.plugins.items())
