@@ -1,7 +1,8 @@
 """Reports of finished runs: text summaries, a Markdown report and PNG plots (matplotlib).
 
-``ffcl report RUN_DIR [RUN_DIR...]`` writes ``report.md`` with a table and these plots:
-the accuracy-matrix heat map of each run, the accuracy on each experience over time, the average
+``ffcl report RUN_DIR [RUN_DIR...]`` writes ``report.md``: a title naming the scenarios, strategies and
+seeds, a table, and these plots, each with a caption and a link to its full-size file: the
+accuracy-matrix heat map of each run, the accuracy on each experience over time, the average
 accuracy on the experiences seen so far for all runs on one chart, the anytime accuracy during
 training (runs with ``anytime_every``) for all runs on one chart, the prequential (test-then-train)
 accuracy of online runs, and the neurons each class owns for learners with neuron allocation.
@@ -13,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-__all__ = ["format_summary", "format_matrix", "load_metrics", "write_report"]
+__all__ = ["format_summary", "format_matrix", "load_metrics", "report_title", "write_report"]
 
 MAX_LABELLED = 12  # experiences up to which the matrix plot writes each number and names each curve
 
@@ -77,6 +78,22 @@ def _label(m: dict[str, Any]) -> str:
     return f"{m['strategy']} (seed {m['seed']})"
 
 
+def report_title(metrics: list[dict[str, Any]]) -> str:
+    """The report's title: its scenarios (and their kinds), its strategies in run order, and its seeds."""
+    scenarios = ", ".join(sorted({m["scenario"] for m in metrics}))
+    kinds = sorted({m["kind"] for m in metrics if isinstance(m.get("kind"), str)})  # runs before the key existed have none
+    strategies = ", ".join(dict.fromkeys(str(m["strategy"]) for m in metrics))
+    seeds = sorted({m["seed"] for m in metrics})
+    seed_text = f"seed{'s' if len(seeds) > 1 else ''} {', '.join(str(s) for s in seeds)}"
+    kind_text = f" ({', '.join(kinds)})" if kinds else ""
+    return f"Report: {scenarios}{kind_text}: {strategies}; {seed_text}"
+
+
+def _figure(name: str, title: str, caption: str) -> list[str]:
+    """A plot that links to its full-size file, with its caption below it."""
+    return [f"[![{title}]({name})]({name})", "", f"*{title}: {caption}*", ""]
+
+
 def _save(fig: Any, ax: Any, path: Path, **axes: Any) -> None:
     """Label a one-panel chart, give it a legend, write it as a PNG and free it."""
     import matplotlib.pyplot as plt
@@ -101,14 +118,14 @@ def write_report(run_dirs: list[Path], out: Path) -> Path:
     runs = [(Path(d), load_metrics(d)) for d in run_dirs]
     check_out_dir(out)
     out.mkdir(parents=True, exist_ok=True)
-    kinds = sorted({m["kind"] for _, m in runs if isinstance(m.get("kind"), str)})  # runs before the key existed have none
-    lines = [f"# Report: {', '.join(sorted({m['scenario'] for _, m in runs}))}" + (f" ({', '.join(kinds)})" if kinds else ""), ""]
-    lines += ["| run | strategy | seed | final avg acc (%) | avg forgetting (%) | BWT (%) | train time (s) | peak memory (MiB) |",
-              "|---|---|---|---|---|---|---|---|"]
+    lines = [f"# {report_title([m for _, m in runs])}", ""]
+    lines += ["| run | strategy (seed) | final avg acc (%) | avg forgetting (%) | BWT (%) | train time (s) | peak memory (MiB) |",
+              "|---|---|---|---|---|---|---|"]
     for d, m in runs:
-        lines.append(f"| {d.name} | {m['strategy']} | {m['seed']} | {_pct(m['final_average_accuracy']).strip()} | "
+        lines.append(f"| {d.name} | {_label(m)} | {_pct(m['final_average_accuracy']).strip()} | "
                      f"{_pct(m['average_forgetting']).strip()} | {_pct(m['bwt']).strip()} | {m['train_time_s']:.1f} | {m['peak_memory_mb']:.0f} |")
-    lines += ["", "Accuracy matrix: row i = after training experience i, column j = accuracy on experience j.", ""]
+    lines += ["", "Accuracy matrix: row i = after training experience i, column j = accuracy on experience j. "
+              "Click a plot to open it at full size.", ""]
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for _, m in runs:
@@ -116,7 +133,8 @@ def write_report(run_dirs: list[Path], out: Path) -> Path:
         ax.plot(range(1, len(avg) + 1), [100 * a for a in avg], marker="o", label=_label(m))
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     _save(fig, ax, out / "average_accuracy.png", xlabel="experiences trained", ylabel="average accuracy on seen experiences (%)", ylim=(0, 100))
-    lines += ["![average accuracy over experiences](average_accuracy.png)", ""]
+    lines += _figure("average_accuracy.png", "Average accuracy over experiences",
+                     "the average accuracy on the experiences trained so far, after each experience, one line per run.")
 
     anytime = [(d, m) for d, m in runs if m.get("anytime")]
     if anytime:
@@ -130,9 +148,9 @@ def write_report(run_dirs: list[Path], out: Path) -> Path:
                 ax.axvline(a["samples"], color="0.8", ls=":", lw=1)
         _save(fig, ax, out / "anytime_accuracy.png", xlabel="training samples seen",
               ylabel="accuracy on the experiences seen so far (%)", ylim=(0, 100), title="anytime accuracy")
-        lines += ["Anytime accuracy: the accuracy on the test data of the experiences seen so far, measured "
-                  "during training (dotted lines: experience boundaries).", "",
-                  "![anytime accuracy](anytime_accuracy.png)", ""]
+        lines += _figure("anytime_accuracy.png", "Anytime accuracy",
+                         "the accuracy on the test data of the experiences seen so far, measured during training "
+                         "(dotted lines: experience boundaries).")
 
     prequential = [(d, m) for d, m in runs if m.get("prequential")]
     if prequential:
@@ -143,34 +161,43 @@ def write_report(run_dirs: list[Path], out: Path) -> Path:
             ax.plot([p["samples"] for p in curve], [100 * p["cumulative"] for p in curve], color=line.get_color(), lw=0.8, ls="--")
         _save(fig, ax, out / "prequential_accuracy.png", xlabel="training samples seen", ylabel="prequential accuracy (%)",
               ylim=(0, 100), title=f"test-then-train accuracy (solid: last {prequential[0][1]['prequential']['window']} samples; dashed: cumulative)")
-        lines += ["Prequential accuracy: each arriving minibatch predicted before the learner trains on it "
-                  "(no test set), over a sliding window and cumulatively.", "",
-                  "| run | cumulative (%) | last window (%) |", "|---|---|---|"]
+        lines += ["| run | prequential accuracy, cumulative (%) | last window (%) |", "|---|---|---|"]
         lines += [f"| {d.name} | {_pct(m['prequential']['cumulative']).strip()} | {_pct(m['prequential']['last_window']).strip()} |"
                   for d, m in prequential]
-        lines += ["", "![prequential accuracy](prequential_accuracy.png)", ""]
+        lines += [""] + _figure("prequential_accuracy.png", "Prequential accuracy",
+                                "each arriving minibatch predicted before the learner trains on it (no test set), "
+                                "over a sliding window (solid) and cumulatively (dashed).")
 
     for i, (d, m) in enumerate(runs):
         a = m["accuracy_matrix"]
         stem = f"{i:02d}-{d.name}"
-        fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-        im = left.imshow([[100 * x for x in row] for row in a], vmin=0, vmax=100, cmap="viridis")
+        fig, ax = plt.subplots(figsize=(5.5, 4.5))  # the heat map and the curves apart: each stays legible on a phone
+        im = ax.imshow([[100 * x for x in row] for row in a], vmin=0, vmax=100, cmap="viridis")
         for r, row in enumerate(a if len(a[0]) <= MAX_LABELLED else []):  # long streams: colours only
             for c, x in enumerate(row):
-                left.text(c, r, f"{100 * x:.0f}", ha="center", va="center", color="w" if x < 0.6 else "k", fontsize=8)
-        left.set(title="accuracy matrix (%)", xlabel="test experience", ylabel="after training experience")
-        fig.colorbar(im, ax=left)
-        for j in range(len(a[0])):
-            right.plot(range(1, len(a) + 1), [100 * row[j] for row in a], marker=".", label=f"exp {j}")
-        right.set(title="accuracy on each experience", xlabel="experiences trained", ylabel="accuracy (%)", ylim=(0, 100))
-        right.xaxis.set_major_locator(MaxNLocator(integer=True))
-        if len(a[0]) <= MAX_LABELLED:
-            right.legend(fontsize=7)
-        fig.suptitle(_label(m))
+                ax.text(c, r, f"{100 * x:.0f}", ha="center", va="center", color="w" if x < 0.6 else "k", fontsize=10)
+        ax.set(title=f"{_label(m)}: accuracy matrix (%)", xlabel="test experience", ylabel="after training experience")
+        fig.colorbar(im, ax=ax)
         fig.tight_layout()
         fig.savefig(out / f"{stem}-matrix.png", dpi=110)
         plt.close(fig)
-        lines += [f"## {d.name}", "", f"![accuracy matrix]({stem}-matrix.png)", ""]
+        fig, ax = plt.subplots(figsize=(5.5, 4))
+        for j in range(len(a[0])):
+            ax.plot(range(1, len(a) + 1), [100 * row[j] for row in a], marker=".", label=f"exp {j}")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        kw = dict(title=f"{_label(m)}: accuracy on each experience", xlabel="experiences trained", ylabel="accuracy (%)", ylim=(0, 100))
+        if len(a[0]) <= MAX_LABELLED:
+            _save(fig, ax, out / f"{stem}-curves.png", **kw)
+        else:  # long streams: no legend
+            ax.set(**kw)
+            fig.tight_layout()
+            fig.savefig(out / f"{stem}-curves.png", dpi=110)
+            plt.close(fig)
+        lines += [f"## {d.name}: {_label(m)}", ""]
+        lines += _figure(f"{stem}-matrix.png", f"Accuracy matrix of {d.name}",
+                         "row i: after training experience i; column j: accuracy (%) on experience j's test data.")
+        lines += _figure(f"{stem}-curves.png", f"Accuracy on each experience, {d.name}",
+                         "one line per experience's test data, after each training experience.")
         if m.get("allocation"):
             fig, ax = plt.subplots(figsize=(6, 3))
             width = 0.8 / len(m["allocation"])
@@ -179,7 +206,8 @@ def write_report(run_dirs: list[Path], out: Path) -> Path:
                 ax.bar([int(c) + b * width for c in classes], [block["neurons_per_class"][c] for c in classes],
                        width=width, label=f"block {b} ({block['free_neurons']} free)")
             _save(fig, ax, out / f"{stem}-neurons.png", title="neurons owned per class (each half)", xlabel="class", ylabel="neurons")
-            lines += [f"![neurons per class]({stem}-neurons.png)", ""]
+            lines += _figure(f"{stem}-neurons.png", f"Neurons per class, {d.name}",
+                             "the neurons each class owns in each half of each block, and the free ones (neuron allocation).")
     path = out / "report.md"
     path.write_text("\n".join(lines))
     return path

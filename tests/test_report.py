@@ -28,12 +28,28 @@ def test_report_has_table_and_plots(tmp_path):
     b = _run(tmp_path / "b", "replay", [[0.99, 0.0], [0.7, 0.95]])
     report = write_report([a, b], tmp_path / "rep")
     text = report.read_text()
-    assert "| a | sffa_alloc | 0 | 85.00 |" in text and "| b | replay | 0 | 82.50 |" in text
+    assert "| a | sffa_alloc (seed 0) | 85.00 |" in text and "| b | replay (seed 0) | 82.50 |" in text
     pngs = sorted(p.name for p in (tmp_path / "rep").glob("*.png"))
-    assert pngs == ["00-a-matrix.png", "00-a-neurons.png", "01-b-matrix.png", "average_accuracy.png"]
+    assert pngs == ["00-a-curves.png", "00-a-matrix.png", "00-a-neurons.png", "01-b-curves.png", "01-b-matrix.png",
+                    "average_accuracy.png"]
     for name in pngs:
-        assert name in text
+        assert f"]({name})]({name})" in text  # shown, and linked to its full-size file
         assert (tmp_path / "rep" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    blocks = text.strip().split("\n\n")
+    for i, block in enumerate(blocks):  # every plot has its caption right below it
+        if block.startswith("[!["):
+            assert blocks[i + 1].startswith("*") and blocks[i + 1].endswith("*"), blocks[i + 1]
+
+
+def test_report_title_names_scenario_strategies_and_seeds(tmp_path):
+    a = _run(tmp_path / "a", "sffa", [[1.0, 0.0], [0.9, 0.8]])
+    b = _run(tmp_path / "b", "replay", [[0.99, 0.0], [0.7, 0.95]])
+    c = _run(tmp_path / "c", "sffa", [[1.0, 0.0], [0.8, 0.8]])
+    m = json.loads((c / "metrics.json").read_text())
+    (c / "metrics.json").write_text(json.dumps({**m, "seed": 1, "kind": "class_incremental"}))
+    text = write_report([a, b, c], tmp_path / "rep").read_text()
+    assert text.splitlines()[0] == "# Report: split_x (class_incremental): sffa, replay; seeds 0, 1"
+    assert write_report([b], tmp_path / "one").read_text().startswith("# Report: split_x: replay; seed 0\n")
 
 
 def test_report_plots_anytime_accuracy(tmp_path):
@@ -43,7 +59,7 @@ def test_report_plots_anytime_accuracy(tmp_path):
     (a / "metrics.json").write_text(json.dumps({**m, "anytime": curve}))
     b = _run(tmp_path / "b", "naive", [[1.0, 0.0], [0.0, 1.0]])  # no anytime curve: not on that chart
     text = write_report([a, b], tmp_path / "rep").read_text()
-    assert "![anytime accuracy](anytime_accuracy.png)" in text
+    assert "[![Anytime accuracy](anytime_accuracy.png)](anytime_accuracy.png)" in text
     assert (tmp_path / "rep" / "anytime_accuracy.png").read_bytes()[:4] == b"\x89PNG"
 
 
@@ -59,7 +75,7 @@ def test_report_of_an_adaptation(tmp_path):
     out = tmp_path / "adapted"
     adapt_run(src, new_classes_npz(tmp_path / "new.npz"), out, quiet=True)
     text = write_report([src, out], tmp_path / "rep").read_text()
-    assert "| adapted | naive | 0 |" in text
+    assert "| adapted | naive (seed 0) |" in text
 
 
 def test_report_of_an_unfinished_run_is_a_clear_error(tmp_path, capsys):
