@@ -7,8 +7,16 @@ log-likelihood with shared covariance (the LDA discriminant):
 
     s_c(f) = mu_c^T P f - mu_c^T P mu_c / 2,   P = ((1 - a) S + a tr(S)/D I)^-1,
 
-with S the pooled within-class covariance and ``a`` the shrinkage (sklearn's ``shrunk_covariance``).
-With ``kind="ncm"`` P is the identity: the nearest class mean. Both models are order-invariant:
+with S the pooled within-class covariance and ``a`` the shrinkage (sklearn's ``shrunk_covariance``):
+a number, or ``"oas"`` to set it from the statistics themselves with the Oracle Approximating
+Shrinkage of Chen, Wiesel, Eldar and Hero (IEEE TSP 2010, eq. 23, as scikit-learn's ``OAS``),
+applied to the pooled within-class data: with E = scatter / N (N samples, p = D features),
+
+    a = min(1, (mean(E**2) + (tr(E)/p)**2) / ((N + 1) (mean(E**2) - (tr(E)/p)**2 / p))),
+
+so it needs only the streaming scatter and count, and stays exact under any split of the data.
+(Ledoit-Wolf needs the fourth moments of the samples around their class means, which a stream
+cannot keep exactly while the means move, so it is not offered.) With ``kind="ncm"`` P is the identity: the nearest class mean. Both models are order-invariant:
 after any sequence of experiences they equal the model fit on all the data at once, so in
 class-incremental learning they forget nothing and store no samples, only statistics.
 
@@ -34,9 +42,23 @@ from torch import nn
 
 from .nn.ff import NEG
 
-__all__ = ["ClassGaussians", "KINDS"]
+__all__ = ["ClassGaussians", "KINDS", "AUTO_SHRINKAGE", "oas_shrinkage"]
 
 KINDS = ("lda", "ncm")
+AUTO_SHRINKAGE = ("oas",)  # shrinkages computed from the statistics
+
+
+def oas_shrinkage(scatter: torch.Tensor, n: float) -> float:
+    """OAS shrinkage (Chen et al. 2010, eq. 23; scikit-learn's ``OAS``) of the covariance
+    ``scatter / n`` of ``n`` centred samples: the weight of the scaled identity, in [0, 1]."""
+    p = scatter.shape[0]
+    if n <= 0:
+        return 1.0
+    emp = scatter / n
+    alpha = float(emp.square().mean())
+    mu2 = (float(torch.trace(emp)) / p) ** 2
+    den = (n + 1) * (alpha - mu2 / p)
+    return 1.0 if den <= 0 else min((alpha + mu2) / den, 1.0)
 
 
 class ClassGaussians(nn.Module):
@@ -45,7 +67,7 @@ class ClassGaussians(nn.Module):
     :param dim: feature dimension D.
     :param num_classes: classes it can hold (grows with :meth:`grow`).
     :param kind: ``lda`` (shared covariance) or ``ncm`` (identity covariance).
-    :param shrinkage: weight ``a`` of the scaled identity in the covariance (LDA only).
+    :param shrinkage: weight ``a`` of the scaled identity in the covariance (LDA only), or ``"oas"``.
     :param refresh_every: samples merged before the covariance is factored again (0: always).
     """
 
@@ -55,11 +77,13 @@ class ClassGaussians(nn.Module):
     _solver: tuple[str, torch.Tensor, float] | None = None
     _pending: list[torch.Tensor] | None = None  # rows whose outer products the scatter still lacks
 
-    def __init__(self, dim: int, num_classes: int, kind: str = "lda", shrinkage: float = 1e-4, refresh_every: int = 0) -> None:
+    def __init__(self, dim: int, num_classes: int, kind: str = "lda", shrinkage: float | str = 1e-4, refresh_every: int = 0) -> None:
         super().__init__()
         if kind not in KINDS:
             raise ValueError(f"readout kind must be one of {', '.join(KINDS)}, got '{kind}'")
-        if not 0 <= shrinkage <= 1:
+        if isinstance(shrinkage, str) and shrinkage not in AUTO_SHRINKAGE:
+            raise ValueError(f"shrinkage must be a number in [0, 1] or one of {', '.join(AUTO_SHRINKAGE)}, got '{shrinkage}'")
+        if not isinstance(shrinkage, str) and not 0 <= shrinkage <= 1:
             raise ValueError(f"shrinkage must lie in [0, 1], got {shrinkage}")
         if refresh_every < 0:
             raise ValueError(f"refresh_every must be >= 0, got {refresh_every}")
@@ -119,13 +143,22 @@ class ClassGaussians(nn.Module):
             self._pending = None
             self.scatter.addmm_(rows.T, rows)
 
+    def shrinkage_value(self) -> float:
+        """The shrinkage ``a`` in use: the recipe's number, or the one OAS sets from the statistics so far."""
+        if self.shrinkage == "oas":
+            self._flush()  # the statistics so far, all of them
+            return oas_shrinkage(self.scatter, float(self.counts.sum()))
+        return float(self.shrinkage)
+
     def covariance(self) -> torch.Tensor:
         """The shrunk pooled within-class covariance (D x D)."""
         self._flush()
+        a = self.shrinkage_value()
         d = self.scatter.shape[0]
-        s = self.scatter / max(float(self.counts.sum()) - int((self.counts > 0).sum()), 1.0)
-        a = self.shrinkage
-        return (1 - a) * s + a * (torch.trace(s) / d) * torch.eye(d, dtype=s.dtype, device=s.device)
+        n = max(float(self.counts.sum()) - int((self.counts > 0).sum()), 1.0)
+        cov = self.scatter * ((1 - a) / n)  # one D x D copy: at D = 10,000 each is 800 MB
+        cov.diagonal().add_(a * float(torch.trace(self.scatter)) / (n * d))
+        return cov
 
     def _weights(self) -> tuple[torch.Tensor, torch.Tensor]:
         if self._cache is not None and self._solver is not None and not self.reuse_factor \

@@ -33,8 +33,9 @@ from torch import nn
 from ..config import ConfigError
 from ..data.loaders import TensorLoaders, dataset_tensors
 from ..nn.dc import DCNet
+from ..nn.ff import NEG
 from ..objectives import DimensionalityCompression
-from ..readout import KINDS, ClassGaussians
+from ..readout import AUTO_SHRINKAGE, KINDS, ClassGaussians
 from .ff_template import ScoreCrossEntropy
 from .registry import BuildContext, register_learner
 
@@ -78,6 +79,8 @@ class GaussianClassifier(nn.Module):
         return self.readout.num_classes
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not bool(self.readout.counts.any()):  # nothing learnt yet (a fixed map may not be fitted yet): all NEG
+            return x.new_full((len(x), self.readout.num_classes), NEG, dtype=torch.float32)
         return self.readout(self.features(x).flatten(1))
 
     def grow(self, num_classes: int) -> None:
@@ -119,6 +122,16 @@ class GaussianTemplate(TensorLoaders, SupervisedTemplate):
     def _before_training(self, **kwargs: Any) -> None:
         check_plugins(self.plugins, self.optimizer)  # also those appended after the strategy was built
         super()._before_training(**kwargs)
+
+    @torch.no_grad()
+    def _before_training_exp(self, **kwargs: Any) -> None:
+        super()._before_training_exp(**kwargs)  # adapts the experience's dataset
+        features = self.model.features  # a fixed map fitted to its input once (randumb): on the first experience's images
+        if callable(getattr(features, "fit_input", None)) and not bool(features.fitted):
+            try:
+                features.fit_input(dataset_tensors(self.adapted_dataset, self.device)[0])
+            except ValueError as e:
+                raise ConfigError(str(e)) from None
 
     @property
     def training_features(self) -> bool:
@@ -194,18 +207,20 @@ class GaussianTemplate(TensorLoaders, SupervisedTemplate):
         super()._after_training_exp(**kwargs)
 
 
-def _readout(ctx: BuildContext, dim: int, kind: str, shrinkage: float, refresh_every: int = 0) -> ClassGaussians:
+def _readout(ctx: BuildContext, dim: int, kind: str, shrinkage: float | str, refresh_every: int = 0) -> ClassGaussians:
     if kind not in KINDS:
         raise ConfigError(f"readout must be one of {', '.join(KINDS)}, got '{kind}'")
-    if not 0 <= shrinkage <= 1:
-        raise ConfigError(f"shrinkage must lie in [0, 1], got {shrinkage}")
+    if isinstance(shrinkage, str) and shrinkage not in AUTO_SHRINKAGE:
+        raise ConfigError(f"shrinkage must be a number in [0, 1] or \"oas\" (set from the statistics), got '{shrinkage}'")
+    if not isinstance(shrinkage, str) and not 0 <= shrinkage <= 1:
+        raise ConfigError(f"shrinkage must lie in [0, 1] (or be \"oas\", set from the statistics), got {shrinkage}")
     if refresh_every < 0:
         raise ConfigError(f"covariance_refresh must be >= 0 (0: refactor the covariance after every update), got {refresh_every}")
     return ClassGaussians(dim, ctx.num_classes, kind, shrinkage, refresh_every)
 
 
 @register_learner("slda")
-def slda(ctx: BuildContext, shrinkage: float = 1e-4, feature_extractor: str = "", covariance_refresh: int = 0) -> GaussianTemplate:
+def slda(ctx: BuildContext, shrinkage: float | str = 1e-4, feature_extractor: str = "", covariance_refresh: int = 0) -> GaussianTemplate:
     """Streaming LDA on raw pixels, or on the features of a TorchScript module saved at
     ``feature_extractor`` (``torch.jit.save``; loaded without unpickling). ``covariance_refresh``:
     samples merged before the covariance is factored again (0: after every update; see ffcl.readout)."""
@@ -234,7 +249,7 @@ def dc_lda(
     ctx: BuildContext,
     feature_experiences: int = 1,
     readout: str = "lda",
-    shrinkage: float = 1e-4,
+    shrinkage: float | str = 1e-4,
     copies: int = 10,
     dropout: float = 0.2,
     proj_dim: int = 100,

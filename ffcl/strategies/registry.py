@@ -71,7 +71,7 @@ def takes_net(learner: str) -> bool:
 
 
 def _load_builtins() -> None:
-    from . import augment, baselines, dc, df, ff, finetune, gaussian, genclass, schedules, sff, sffa, trifecta  # noqa: F401  (register the built-in learners and plugins)
+    from . import augment, baselines, dc, df, ff, finetune, gaussian, genclass, randumb, schedules, sff, sffa, trifecta  # noqa: F401  (register the built-in learners and plugins)
 
 
 def register_plugin(name: str) -> Callable[[PluginFactory], PluginFactory]:
