@@ -13,7 +13,7 @@ allocation keeps the capacity it reserved (``max_classes``): a class beyond it g
 no neurons, so reserve room in the original run if more classes will come.
 
 The adaptation directory holds ``config.json`` (the source run and the adaptation settings),
-``metrics.json``, ``log.txt``, ``learner.pt`` (safe to share) and ``checkpoint.pt``, so an
+``metrics.json``, ``log.txt`` (and ``tensorboard/``, ``wandb/``, ``csv/`` for the loggers asked for), ``learner.pt`` (safe to share) and ``checkpoint.pt``, so an
 interrupted adaptation resumes with ``resume=True`` and an adaptation can be adapted again: its
 "old" test experiences are then those of the original run followed by those of every adaptation
 before it.
@@ -47,6 +47,7 @@ from .experiment import (
     write_checkpoint,
 )
 from .learner_file import LEARNER_FILE, save_learner
+from .loggers import close_loggers, make_loggers
 from .metrics import AnytimeAccuracy, accuracy_row, peak_memory_mb
 
 __all__ = ["adapt_run", "relabel"]
@@ -94,6 +95,7 @@ def adapt_run(
     echo: Callable[[str], None] = print,
     trust_checkpoint: bool = False,
     weights_only: bool = False,
+    loggers: list[str] | None = None,
 ) -> dict[str, Any]:
     """Train the learner of the finished run ``source`` on ``data`` (any ``load_dataset`` name,
     e.g. ``npz:new.npz`` or ``folder:images/``) as ``n_experiences`` further experiences, writing
@@ -101,8 +103,8 @@ def adapt_run(
     run scenario's ``online_batch_size``. With ``resume=True``, ``out`` is an interrupted
     adaptation and the other settings are read from it. ``weights_only`` restores the source's
     learner from its ``learner.pt`` (no code runs, whoever made it; the optimiser and plugin state
-    such as a replay buffer start afresh) instead of its checkpoint. Returns the contents of
-    metrics.json.
+    such as a replay buffer start afresh) instead of its checkpoint. ``loggers`` (ffcl.loggers;
+    default: the run recipe's) write into ``out``. Returns the contents of metrics.json.
     """
     out = Path(out)
     start = time.perf_counter()
@@ -117,7 +119,7 @@ def adapt_run(
         if source is None or data is None:
             raise RunError("a new adaptation needs the source run directory and --data")
         settings = dict(source=str(source), data=data, n_experiences=n_experiences, epochs=epochs,
-                        online=online, data_root=data_root, device=device)
+                        online=online, data_root=data_root, device=device, loggers=loggers)
         if not (Path(source) / "metrics.json").is_file():
             raise RunError(f"{source} is not a finished run (no metrics.json): finish it with `ffcl run --resume {source}` first")
         if out.exists() and any(out.iterdir()):
@@ -160,7 +162,8 @@ def adapt_run(
         raise
     say = (lambda msg: None) if quiet else echo
     try:
-        strategy.evaluator.loggers = [TextLogger(log_file)]
+        names = cfg.strategy.loggers if settings.get("loggers") is None else settings["loggers"]
+        strategy.evaluator.loggers = [TextLogger(log_file), *make_loggers(names, out, config=settings)]
         progress = getattr(strategy, "ffcl_adapt", None) if resumable else None
         if progress is None:  # row 0: the learner as the run left it; labels it does not have score 0
             old_row = accuracy_row(strategy.eval(old_test_stream), n_old)
@@ -186,6 +189,7 @@ def adapt_run(
             say(f"[new exp {i + 1}/{new_stream.n_experiences}] classes {new_stream.classes_per_experience[i]} | "
                 f"old {_mean(row[:n_old]):.3f} | new {_mean(row[n_old:]):.3f}")
     finally:
+        close_loggers(strategy.evaluator.loggers)
         log_file.close()
     rows = progress["rows"]
     metrics = {

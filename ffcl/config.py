@@ -40,6 +40,7 @@ HEADS = ("masked", "multi")  # task-incremental outputs (ffcl.strategies.heads)
 DRIFTS = ("rotate", "noise")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 DEVICES = ("auto", "cpu", "cuda")
+LOGGERS = ("tensorboard", "wandb", "csv")  # Avalanche's loggers a run can add (ffcl.loggers)
 NETS = ("mlp", "vgg", "resnet", "mobilenet")  # ffcl.nn.conv.NETS (not imported here: config loads without torch)
 NAMED_NETS = {  # the seed papers' architectures as a net and its stage widths (seeds/001, seeds/004)
     "vgg6": ("vgg", [128, 128, 256, 256, 256, 512]),  # the Trifecta's "small" net
@@ -179,6 +180,7 @@ class StrategyConfig:
     head: str = "masked"
     learner_args: dict[str, Any] = field(default_factory=dict)
     plugins: dict[str, dict[str, Any]] = field(default_factory=dict)
+    loggers: list[str] = field(default_factory=list)  # tensorboard, wandb, csv (ffcl.loggers); results do not depend on them
     description: str = ""
 
     def validate(self, where: str) -> None:
@@ -205,6 +207,11 @@ class StrategyConfig:
         for name, args in self.plugins.items():
             if not isinstance(args, dict):
                 raise ConfigError(f"{where}: plugin '{name}' needs a table of arguments ([plugins.{name}])")
+        for name in self.loggers:
+            _choice(where, "loggers", name, LOGGERS)
+        repeated = sorted({n for n in self.loggers if self.loggers.count(n) > 1})
+        if repeated:
+            raise ConfigError(f"{where}: 'loggers' names {', '.join(repeated)} more than once; name each once")
 
 
 @dataclass

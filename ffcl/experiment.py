@@ -7,6 +7,8 @@ The run directory holds:
   experience i), final average accuracy, average forgetting, BWT, times and peak memory;
 * ``metrics.csv``: one row per (training step, test experience);
 * ``log.txt``: every metric Avalanche's evaluator logged (its TextLogger);
+* ``tensorboard/``, ``wandb/``, ``csv/``: the same metrics through the loggers the recipe's
+  ``loggers`` (or ``--logger``) names (ffcl.loggers);
 * ``checkpoint.pt``: the learner after the last finished experience (Avalanche's checkpoint of the
   whole strategy: model, optimiser, plugin state such as replay buffers), so an interrupted run
   resumes with ``resume=True`` and a finished one can be evaluated or continued later. It is a
@@ -53,6 +55,7 @@ from .data.streams import KINDS, make_drift_stream, permuted
 from . import trust
 from .files import atomic_path
 from .learner_file import LEARNER_FILE, read_learner, save_learner
+from .loggers import close_loggers, make_loggers
 from .metrics import (AnytimeAccuracy, BlockActivity, MatrixSummary, PrequentialAccuracy, accuracy_row, peak_memory_mb,
                       resident_memory_mb, summarize)
 from .progress import ProgressPlugin
@@ -296,6 +299,7 @@ def run_experiment(
         try:
             return _train(cfg, run_dir, data, stream, strategy, progress, start, say, quiet)
         finally:
+            close_loggers(strategy.evaluator.loggers)
             log_file.close()
 
 
@@ -359,6 +363,7 @@ def _setup(cfg: RunConfig, run_dir: Path, log_file: Any, resume: bool, quiet: bo
         for metric in strategy.evaluator.metrics:
             if type(metric) in fresh:  # their test data is not checkpointed
                 metric.tests = fresh[type(metric)].tests
+    strategy.evaluator.loggers += make_loggers(strategy_config(cfg).loggers, run_dir, config=to_dict(cfg))  # --logger (ffcl.loggers)
     return data, stream, strategy, progress
 
 
