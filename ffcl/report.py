@@ -64,7 +64,48 @@ def load_metrics(run_dir: str | Path) -> dict[str, Any]:
         raise RunError(f"{path} is not valid JSON ({e}); it was damaged or not written by ffcl") from None
     if not isinstance(metrics, dict):
         raise RunError(f"{path} is not an ffcl metrics file (a JSON object was expected)")
+    why = _malformed(metrics)
+    if why:
+        raise RunError(f"{path}: {why}; it was damaged or not written by ffcl")
     return metrics
+
+
+NUMBERS = ("final_average_accuracy", "average_forgetting", "bwt", "forward_transfer", "plasticity",
+           "train_time_s", "eval_time_s", "wall_time_s", "peak_memory_mb")  # numbers, or null where not defined
+REPORTED = ("accuracy_matrix", "final_average_accuracy", "average_forgetting", "bwt", "train_time_s", "peak_memory_mb")
+
+
+def _number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _malformed(m: dict[str, Any]) -> str | None:
+    """What is wrong with a metrics.json's fields that reports and comparisons read, or None."""
+    for key, kind in (("scenario", str), ("strategy", str), ("seed", int)):
+        if not isinstance(m.get(key), kind) or isinstance(m.get(key), bool):
+            return f"{key!r} is missing or not a {kind.__name__}"
+    bad = next((k for k in NUMBERS if m.get(k) is not None and not _number(m[k])), None)
+    if bad:
+        return f"{bad!r} is {m[bad]!r}, not a number"
+    a = m.get("accuracy_matrix")
+    if a is not None and not (isinstance(a, list) and a and all(isinstance(r, list) and r and len(r) == len(a[0])
+                                                                 and all(_number(x) for x in r) for r in a)):
+        return "'accuracy_matrix' is not a non-empty table of numbers"
+    if m.get("kind") is not None and not isinstance(m["kind"], str):
+        return "'kind' is not a string"
+    points = {"anytime": ("samples", "accuracy", "experience"), "prequential": ("samples", "window", "cumulative")}
+    any_curve = m.get("anytime")
+    if any_curve and not (isinstance(any_curve, list) and all(isinstance(p, dict) and all(_number(p.get(k)) for k in points["anytime"]) for p in any_curve)):
+        return "'anytime' is not a list of points (samples, accuracy, experience)"
+    pre = m.get("prequential")
+    if pre and not (isinstance(pre, dict) and _number(pre.get("window")) and all(pre.get(k) is None or _number(pre[k]) for k in ("cumulative", "last_window"))
+                    and isinstance(pre.get("curve"), list) and all(isinstance(p, dict) and all(_number(p.get(k)) for k in points["prequential"]) for p in pre["curve"])):
+        return "'prequential' is not a window, two accuracies and a curve of points"
+    alloc = m.get("allocation")
+    if alloc and not (isinstance(alloc, list) and all(isinstance(b, dict) and _number(b.get("free_neurons")) and isinstance(b.get("neurons_per_class"), dict)
+                                                      and all(str(c).isdigit() and _number(v) for c, v in b["neurons_per_class"].items()) for b in alloc)):
+        return "'allocation' is not a list of blocks (free_neurons, neurons_per_class)"
+    return None
 
 
 def _seen_average(matrix: list[list[float]]) -> list[float]:
@@ -87,6 +128,13 @@ def report_title(metrics: list[dict[str, Any]]) -> str:
     seed_text = f"seed{'s' if len(seeds) > 1 else ''} {', '.join(str(s) for s in seeds)}"
     kind_text = f" ({', '.join(kinds)})" if kinds else ""
     return f"Report: {scenarios}{kind_text}: {strategies}; {seed_text}"
+
+
+def _run_name(run_dir: Path, m: dict[str, Any]) -> str:
+    """The run directory's name, with its strategy and seed unless the name is ``STRATEGY-seedN``."""
+    if run_dir.name == f"{m['strategy']}-seed{m['seed']}":
+        return run_dir.name
+    return f"{run_dir.name} ({m['strategy']}, seed {m['seed']})"
 
 
 def _figure(name: str, title: str, caption: str) -> list[str]:
@@ -113,16 +161,21 @@ def write_report(run_dirs: list[Path], out: Path) -> Path:
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    from .experiment import check_out_dir
+    from .experiment import RunError, check_out_dir
+    from .files import atomic_path
 
     runs = [(Path(d), load_metrics(d)) for d in run_dirs]
+    for d, m in runs:
+        missing = [k for k in REPORTED if k not in m or (k in ("accuracy_matrix", "train_time_s", "peak_memory_mb") and m[k] is None)]
+        if missing:
+            raise RunError(f"{d / 'metrics.json'} lacks {', '.join(missing)}; it was damaged or not written by ffcl")
     check_out_dir(out)
     out.mkdir(parents=True, exist_ok=True)
     lines = [f"# {report_title([m for _, m in runs])}", ""]
-    lines += ["| run | strategy (seed) | final avg acc (%) | avg forgetting (%) | BWT (%) | train time (s) | peak memory (MiB) |",
-              "|---|---|---|---|---|---|---|"]
+    lines += ["| run | final avg acc (%) | avg forgetting (%) | BWT (%) | train time (s) | peak memory (MiB) |",
+              "|---|---|---|---|---|---|"]  # 6 columns: every one shows at 1280 px (tests/test_docs.py)
     for d, m in runs:
-        lines.append(f"| {d.name} | {_label(m)} | {_pct(m['final_average_accuracy']).strip()} | "
+        lines.append(f"| {_run_name(d, m)} | {_pct(m['final_average_accuracy']).strip()} | "
                      f"{_pct(m['average_forgetting']).strip()} | {_pct(m['bwt']).strip()} | {m['train_time_s']:.1f} | {m['peak_memory_mb']:.0f} |")
     lines += ["", "Accuracy matrix: row i = after training experience i, column j = accuracy on experience j. "
               "Click a plot to open it at full size.", ""]
@@ -209,5 +262,6 @@ def write_report(run_dirs: list[Path], out: Path) -> Path:
             lines += _figure(f"{stem}-neurons.png", f"Neurons per class, {d.name}",
                              "the neurons each class owns in each half of each block, and the free ones (neuron allocation).")
     path = out / "report.md"
-    path.write_text("\n".join(lines))
+    with atomic_path(path) as tmp:  # whole or not at all
+        tmp.write_text("\n".join(lines))
     return path

@@ -28,7 +28,7 @@ def test_report_has_table_and_plots(tmp_path):
     b = _run(tmp_path / "b", "replay", [[0.99, 0.0], [0.7, 0.95]])
     report = write_report([a, b], tmp_path / "rep")
     text = report.read_text()
-    assert "| a | sffa_alloc (seed 0) | 85.00 |" in text and "| b | replay (seed 0) | 82.50 |" in text
+    assert "| a (sffa_alloc, seed 0) | 85.00 |" in text and "| b (replay, seed 0) | 82.50 |" in text
     pngs = sorted(p.name for p in (tmp_path / "rep").glob("*.png"))
     assert pngs == ["00-a-curves.png", "00-a-matrix.png", "00-a-neurons.png", "01-b-curves.png", "01-b-matrix.png",
                     "average_accuracy.png"]
@@ -75,7 +75,7 @@ def test_report_of_an_adaptation(tmp_path):
     out = tmp_path / "adapted"
     adapt_run(src, new_classes_npz(tmp_path / "new.npz"), out, quiet=True)
     text = write_report([src, out], tmp_path / "rep").read_text()
-    assert "| adapted | naive (seed 0) |" in text
+    assert "| adapted (naive, seed 0) |" in text
 
 
 def test_report_of_an_unfinished_run_is_a_clear_error(tmp_path, capsys):
