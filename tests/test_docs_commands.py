@@ -167,3 +167,10 @@ def test_the_install_and_test_commands_are_what_ci_runs():
     ci = (ROOT / ".ci" / "run").read_text()
     for page, command in INSTALLS:
         assert command in ci, f"{page}: `{command}` is not in .ci/run"
+
+
+def test_the_package_lists_what_the_readme_imports_from_it():
+    import ffcl
+
+    assert "StreamLearner" in dir(ffcl) and "StreamLearner" in ffcl.__all__
+    assert ffcl.StreamLearner.__name__ == "StreamLearner"
