@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from .config import LOGGERS, ConfigError, RunConfig, apply_overrides, list_recipes, load_scenario, load_strategy
+from .config import LOGGERS, ConfigError, RunConfig, apply_overrides, list_recipes, load_scenario, load_strategy, show_recipe
 
 DEFAULT_SCENARIO = "split_digits"
 DEFAULT_STRATEGY = "replay_free"  # the headline learner: class-incremental, no stored data
@@ -96,7 +96,9 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("name", choices=["mnist", "fmnist"])
     g.add_argument("--data-root", help="where to put it (default: $FFCL_DATA_ROOT or ~/.cache/ffcl)")
 
-    sub.add_parser("recipes", help="list the shipped scenario and strategy recipes")
+    r = sub.add_parser("recipes", help="list the shipped scenario and strategy recipes, or show one resolved")
+    r.add_argument("--show", metavar="NAME", help="print recipe NAME (a shipped name or a .toml path) with its 'extends' "
+                                                  "chain and the defaults filled in, as TOML")
     return p
 
 
@@ -290,6 +292,10 @@ def main(argv: list[str] | None = None) -> int:
             _report(args)
         elif args.command == "data":
             _data(args)
+        elif args.show:
+            from .strategies.registry import argument_defaults
+
+            print(show_recipe(args.show, argument_defaults), end="")
         else:
             for kind in ("scenarios", "strategies"):
                 print(f"{kind}: {', '.join(list_recipes(kind))}")

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import json
 import math
 import tomllib
 import types
 import typing
 from dataclasses import dataclass, field, replace
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,9 @@ __all__ = [
     "list_recipes",
     "load_scenario",
     "load_strategy",
+    "resolve_recipe",
+    "show_recipe",
+    "to_toml",
     "apply_overrides",
     "from_dict",
     "to_dict",
@@ -126,6 +131,14 @@ class ScenarioConfig:
                 raise ConfigError(f"{where}: a scenario that sets 'net' needs its stage widths too, e.g. hidden = [32, 64, 128]")
         elif self.hidden is not None:
             raise ConfigError(f"{where}: 'hidden' goes with 'net' (the data set's conv net); set both or neither")
+        for key, applies in (("drift", self.kind == "drift"), ("drift_strength", self.kind == "drift"),
+                             ("online_batch_size", self.online), ("online_experience_size", self.online),
+                             ("prequential_window", self.online), ("anytime_test_size", self.anytime_every is not None)):
+            if not applies and getattr(self, key) != _DEFAULTS[key]:
+                who = {"drift": 'kind = "drift"', "drift_strength": 'kind = "drift"',
+                       "anytime_test_size": "scenarios that set anytime_every"}.get(key, "online = true")
+                raise ConfigError(f"{where}: scenario.{key} is not used by this scenario ({self.kind}"
+                                  f"{', online' if self.online else ''}); it applies to {who}: drop it")
         if self.kind == "joint" and self.n_experiences != 1:
             self.n_experiences = 1
         if self.classes_per_experience is not None:
@@ -202,6 +215,9 @@ class StrategyConfig:
             value = getattr(self, key)
             if not math.isfinite(value) or value < 0:
                 raise ConfigError(f"{where}: '{key}' must be a finite number >= 0, got {value}")
+        if self.momentum and self.optimizer != "sgd":
+            raise ConfigError(f"{where}: strategy.momentum is not used by the {self.optimizer} optimizer; it applies to "
+                              f"optimizer = \"sgd\": drop it or switch optimizer")
         if any(h <= 0 for h in self.hidden):
             raise ConfigError(f"{where}: 'hidden' sizes must be positive, got {self.hidden}")
         for name, args in self.plugins.items():
@@ -212,6 +228,9 @@ class StrategyConfig:
         repeated = sorted({n for n in self.loggers if self.loggers.count(n) > 1})
         if repeated:
             raise ConfigError(f"{where}: 'loggers' names {', '.join(repeated)} more than once; name each once")
+
+
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(ScenarioConfig)}
 
 
 @dataclass
@@ -278,20 +297,113 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: not valid TOML ({err})") from None
 
 
+def resolve_recipe(kind: str, name: str) -> dict[str, Any]:
+    """The table of recipe ``name`` with its ``extends`` chain applied: ``extends = "BASE"`` (a
+    shipped name, or a .toml path relative to the extending file) starts from BASE's resolved
+    table and overrides it key by key, nested tables (``learner_args``, ``plugins.NAME``) included."""
+    return _resolve(kind, name, [])
+
+
+def _resolve(kind: str, name: str, chain: list[Path]) -> dict[str, Any]:
+    path = _find_recipe(kind, name)
+    data = _read_toml(path)
+    base = data.pop("extends", None)
+    if base is None:
+        return data
+    if not isinstance(base, str) or not base:
+        raise ConfigError(f"{path}: 'extends' must name a recipe, e.g. extends = \"replay_free\"; got {base!r}")
+    here = path.resolve()
+    if here in chain:
+        cycle = " -> ".join(p.stem for p in chain[chain.index(here):] + [here])
+        raise ConfigError(f"{path}: 'extends' makes a cycle ({cycle}); one recipe of it must not extend another")
+    if base.endswith(".toml") and not Path(base).is_absolute():
+        base = str(path.parent / base)
+    try:
+        parent = _resolve(kind, base, chain + [here])
+    except ConfigError as err:
+        if "'extends'" in str(err) or "extends =" in str(err):  # said by the recipe further up the chain
+            raise
+        raise ConfigError(f"{path}: extends = \"{base}\": {err}") from None
+    return _merge(parent, data)
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``over``'s keys on top; a table in both is merged key by key."""
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
 def load_scenario(name: str) -> ScenarioConfig:
-    """Read and validate a scenario recipe by name or path."""
-    path = _find_recipe("scenarios", name)
-    cfg = from_dict(ScenarioConfig, _read_toml(path), str(path))
-    cfg.validate(str(path))
+    """Read and validate a scenario recipe by name or path (its ``extends`` chain resolved)."""
+    where = str(_find_recipe("scenarios", name))
+    cfg = from_dict(ScenarioConfig, resolve_recipe("scenarios", name), where)
+    cfg.validate(where)
     return cfg
 
 
 def load_strategy(name: str) -> StrategyConfig:
-    """Read and validate a strategy recipe by name or path."""
-    path = _find_recipe("strategies", name)
-    cfg = from_dict(StrategyConfig, _read_toml(path), str(path))
-    cfg.validate(str(path))
+    """Read and validate a strategy recipe by name or path (its ``extends`` chain resolved)."""
+    where = str(_find_recipe("strategies", name))
+    cfg = from_dict(StrategyConfig, resolve_recipe("strategies", name), where)
+    cfg.validate(where)
     return cfg
+
+
+def show_recipe(name: str, defaults: Callable[[StrategyConfig], dict[str, Any]] | None = None) -> str:
+    """Recipe ``name`` (a shipped strategy or scenario, or a .toml path of either) resolved and
+    validated, every key filled in, as TOML (``ffcl recipes --show``). ``defaults(config)`` gives
+    the learner's and plugins' argument defaults the recipe leaves unset (``{"learner_args": {...},
+    "plugins": {NAME: {...}}}``); they are shown as comments, so the text loads back to the recipe."""
+    strategy = name in list_recipes("strategies") or (name.endswith(".toml") and "learner" in resolve_recipe("strategies", name))
+    if not strategy and name not in list_recipes("scenarios") and not name.endswith(".toml"):
+        raise ConfigError(f"unknown recipe '{name}'; choose one of: {', '.join(list_recipes('strategies') + list_recipes('scenarios'))} "
+                          "(or give a path to a .toml file)")
+    cfg = load_strategy(name) if strategy else load_scenario(name)
+    unset = defaults(cfg) if strategy and defaults else {}
+    return f"# {'strategy' if strategy else 'scenario'} {name}, resolved\n" + to_toml(to_dict(cfg), unset)
+
+
+def to_toml(data: dict[str, Any], defaults: dict[str, Any] | None = None) -> str:
+    """A resolved recipe (``to_dict`` of a config) as TOML text that loads back to the same recipe:
+    plain keys first, then one ``[table]`` per nested table; keys whose value is None (unset) are
+    left out, since TOML has no null. ``defaults`` (the same nesting) are written as comments
+    under their table, for the keys it does not set."""
+    first = sorted(data, key=lambda k: k != "description")  # the description first, as in the shipped recipes
+    lines = [f"{k} = {_toml_value(data[k])}" for k in first if data[k] is not None and not isinstance(data[k], dict)]
+    for key, value in data.items():
+        if isinstance(value, dict) and (value or (defaults or {}).get(key)):
+            lines.extend(_toml_table(key, value, (defaults or {}).get(key) or {}))
+    return "\n".join(lines) + "\n"
+
+
+def _toml_table(name: str, table: dict[str, Any], defaults: dict[str, Any]) -> list[str]:
+    plain = {k: v for k, v in table.items() if not isinstance(v, dict)}
+    nested = {k: v for k, v in table.items() if isinstance(v, dict)}
+    unset = {k: v for k, v in defaults.items() if k not in table and v is not None and not isinstance(v, dict)}
+    out = ["", f"[{name}]"] if plain or unset or not nested else []
+    out += [f"{k} = {_toml_value(v)}" for k, v in plain.items() if v is not None]
+    out += [f"# {k} = {_toml_value(v)}  (default)" for k, v in unset.items()]
+    for key, value in nested.items():
+        out.extend(_toml_table(f"{name}.{key}", value, defaults.get(key) or {}))
+    return out
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        if isinstance(v, float) and not math.isfinite(v):
+            return ("-" if v < 0 else "") + ("inf" if math.isinf(v) else "nan")
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items() if x is not None) + "}"
+    raise ConfigError(f"a recipe value must be a number, string, bool, list or table, got {type(v).__name__}")
 
 
 # --------------------------------------------------------------------------- overrides

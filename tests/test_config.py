@@ -280,3 +280,87 @@ def test_from_dict_errors():
 def test_invalid_optimizer_values(tmp_path, text):
     with pytest.raises(ConfigError):
         load_strategy(write(tmp_path, text))
+
+
+# --------------------------------------------------------------------------- extends, --show, options a kind does not use
+
+
+def test_extends_overrides_key_by_key(tmp_path):
+    write(tmp_path, 'learner = "sffa"\nhidden = [40]\nepochs = 3\n[learner_args]\nnegatives = "hardest"\nn_negatives = 2\n'
+                    "[plugins.replay]\nmem_size = 50\npolicy = \"reservoir\"\n", "base.toml")
+    child = load_strategy(write(tmp_path, 'extends = "base.toml"\nepochs = 4\n[learner_args]\nn_negatives = 3\n'
+                                          "[plugins.replay]\nmem_size = 70\n[plugins.shift]\nmax_shift = 1\n"))
+    assert child.learner == "sffa" and child.hidden == [40] and child.epochs == 4
+    assert child.learner_args == {"negatives": "hardest", "n_negatives": 3}  # the base's other keys kept
+    assert child.plugins == {"replay": {"mem_size": 70, "policy": "reservoir"}, "shift": {"max_shift": 1}}
+    grandchild = load_strategy(write(tmp_path, 'extends = "recipe.toml"\n[learner_args]\nnegatives = "random"\n', "gc.toml"))
+    assert grandchild.learner_args == {"negatives": "random", "n_negatives": 3} and grandchild.epochs == 4
+
+
+def test_extends_a_shipped_recipe_by_name(tmp_path):
+    cfg = load_strategy(write(tmp_path, 'extends = "replay_free"\n[learner_args]\ncovariance_refresh = 4096\n'))
+    base = load_strategy("replay_free")
+    assert cfg.learner_args == {**base.learner_args, "covariance_refresh": 4096}
+    assert to_dict(cfg) | {"learner_args": {}} == to_dict(base) | {"learner_args": {}}
+    assert load_strategy("replay_free_online").learner_args == cfg.learner_args
+    sc = load_scenario(write(tmp_path, 'extends = "split_digits"\nn_experiences = 2\n', "sc.toml"))
+    assert sc.n_experiences == 2 and sc.dataset == "digits" and sc.epochs == load_scenario("split_digits").epochs
+
+
+def test_extends_errors_are_one_line(tmp_path):
+    write(tmp_path, 'extends = "b.toml"\n', "a.toml")
+    write(tmp_path, 'extends = "a.toml"\n', "b.toml")
+    with pytest.raises(ConfigError) as e:
+        load_strategy(str(tmp_path / "a.toml"))
+    one_line_error(e, "cycle", "a -> b -> a")
+    with pytest.raises(ConfigError) as e:
+        load_strategy(write(tmp_path, 'extends = "no_such_recipe"\n'))
+    one_line_error(e, 'extends = "no_such_recipe"', "unknown strategy 'no_such_recipe'")
+    with pytest.raises(ConfigError) as e:
+        load_strategy(write(tmp_path, "extends = 3\n"))
+    one_line_error(e, "'extends' must name a recipe")
+    with pytest.raises(ConfigError) as e:  # the extended recipe is validated like any other
+        load_strategy(write(tmp_path, 'extends = "naive"\nepochs = 0\n'))
+    one_line_error(e, "'epochs'", ">= 1")
+
+
+@pytest.mark.parametrize("name", list_recipes("strategies") + list_recipes("scenarios"))
+def test_show_prints_the_resolved_recipe_as_toml(name, tmp_path, capsys):
+    from ffcl.cli import main
+
+    assert main(["recipes", "--show", name]) == 0
+    text = capsys.readouterr().out
+    path = write(tmp_path, text)
+    if name in list_recipes("strategies"):
+        assert load_strategy(path) == load_strategy(name)
+    else:
+        assert load_scenario(path) == load_scenario(name)
+
+
+def test_show_fills_in_learner_and_plugin_defaults(capsys):
+    from ffcl.cli import main
+
+    assert main(["recipes", "--show", "replay"]) == 0
+    text = capsys.readouterr().out
+    assert "[plugins.replay]\n# mem_size = 500  (default)\n# policy = \"class_balanced\"  (default)" in text
+    assert main(["recipes", "--show", "nope"]) == 2
+    assert capsys.readouterr().err.startswith("ffcl: error: unknown recipe 'nope'")
+
+
+@pytest.mark.parametrize("text, needles", [
+    ('kind = "class_incremental"\ndrift_strength = 30.0\n', ["scenario.drift_strength is not used", 'kind = "drift"']),
+    ("online_batch_size = 5\n", ["scenario.online_batch_size is not used", "online = true"]),
+    ("prequential_window = 50\n", ["scenario.prequential_window is not used", "online = true"]),
+    ("anytime_test_size = 50\n", ["scenario.anytime_test_size is not used", "anytime_every"]),
+])
+def test_scenario_options_its_kind_does_not_use_are_refused(tmp_path, text, needles):
+    with pytest.raises(ConfigError) as e:
+        load_scenario(write(tmp_path, text))
+    one_line_error(e, *needles)
+
+
+def test_momentum_needs_sgd(tmp_path):
+    with pytest.raises(ConfigError) as e:
+        load_strategy(write(tmp_path, 'optimizer = "adam"\nmomentum = 0.9\n'))
+    one_line_error(e, "strategy.momentum is not used by the adam optimizer", "sgd")
+    assert load_strategy(write(tmp_path, 'optimizer = "sgd"\nmomentum = 0.9\n')).momentum == 0.9

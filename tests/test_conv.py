@@ -311,7 +311,7 @@ def test_conv_recipes_refuse_what_they_cannot_do(digits):
             build_strategy(cfg, input_shape=(1, 8, 8), num_classes=10)
     cfg = load_strategy("df")
     cfg.net, cfg.learner_args["peer_normalization"] = "vgg", 0.03
-    with pytest.raises(ConfigError, match="peer_normalization works on MLP blocks only"):
+    with pytest.raises(ConfigError, match="peer_normalization is not used by df on a vgg net; it applies to mlp nets"):
         build_strategy(cfg, input_shape=(1, 8, 8), num_classes=10)
     cfg = load_strategy("naive")
     cfg.net = "alexnet"

@@ -42,13 +42,10 @@ class ConvFFBlock(nn.Module):
     sparse = False
     split = False
 
-    def __init__(self, stage: nn.Module, *, label_shape: tuple[int, int, int] | None = None, split: bool = False,
-                 label_channels: tuple[int, int] | None = None) -> None:
+    def __init__(self, stage: nn.Module, *, label_shape: tuple[int, int, int] | None = None, split: bool = False) -> None:
         super().__init__()
         self.stage = stage
         self.label = nn.Parameter(torch.randn(*label_shape)) if label_shape else None
-        # a later block's label input: a learned vector per class added to its input channels ([classes, channels])
-        self.code = nn.Parameter(torch.zeros(*label_channels)) if label_channels else None
         self.split = split
 
     def update_duty(self, h_pos: torch.Tensor) -> None:
@@ -62,8 +59,6 @@ class ConvFFBlock(nn.Module):
         if below is None:
             planes = self.label[labels[0]][None].expand(b, -1, -1, -1, -1) if labels.stride(0) == 0 else self.label[labels]
             below = torch.cat([x[:, None].expand(-1, k, -1, -1, -1), planes], dim=2).flatten(0, 1)
-        elif self.code is not None:
-            below = below + self.code[labels.reshape(-1)][:, :, None, None]
         z = self.stage(channels_last(below))
         if self.split:  # positive/negative channel halves (SFFA) need the units channel-major (a copy)
             units = z.flatten(1)
@@ -82,7 +77,7 @@ class ConvFFNet(FFNet):
     halves (SFFA); ``stages_per_block`` stages make one local block (:func:`~ffcl.nn.conv.local_blocks`)."""
 
     def __init__(self, net: str, input_shape: tuple[int, ...], hidden: list[int], max_classes: int, objective: Objective, *,
-                 split: bool = False, score_layers: str = "all", standardize_input: bool = False, label_every_block: bool = False,
+                 split: bool = False, score_layers: str = "all", standardize_input: bool = False,
                  stages_per_block: int = 1) -> None:
         nn.Module.__init__(self)
         c, h, w = _image_shape(input_shape)
@@ -92,11 +87,9 @@ class ConvFFNet(FFNet):
         self.register_buffer("codes", torch.zeros(max_classes, 0))  # the label enters as a learned plane, not a code
         self.register_buffer("active", torch.zeros(max_classes, dtype=torch.bool))
         self.register_buffer("frozen", torch.zeros(max_classes, dtype=torch.bool))
-        stages, widths = local_blocks(net, c + 1, hidden, (h, w), stages_per_block)
+        stages, _ = local_blocks(net, c + 1, hidden, (h, w), stages_per_block)
         self.blocks = nn.ModuleList(
-            ConvFFBlock(s, label_shape=(max_classes, 1, h, w) if i == 0 else None, split=split,
-                        label_channels=(max_classes, widths[i - 1]) if i and label_every_block else None)
-            for i, s in enumerate(stages))
+            ConvFFBlock(s, label_shape=(max_classes, 1, h, w) if i == 0 else None, split=split) for i, s in enumerate(stages))
         self.score_layers = _score_layers(score_layers, len(stages))
         self.max_rows = 160  # candidate rows per scoring chunk: 1.5x faster than 1,280 at once (a CPU's cache)
 
@@ -111,9 +104,6 @@ class ConvFFNet(FFNet):
         self.frozen = torch.cat([self.frozen, self.frozen.new_zeros(extra)])
         first = self.blocks[0]
         first.label = nn.Parameter(torch.cat([first.label.detach(), torch.randn(extra, *first.label.shape[1:], device=first.label.device)]))
-        for block in self.blocks[1:]:
-            if block.code is not None:
-                block.code = nn.Parameter(torch.cat([block.code.detach(), block.code.new_zeros(extra, block.code.shape[1])]))
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Images as the first block sees them: standardised per image with ``standardize_input``."""

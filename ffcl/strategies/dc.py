@@ -77,7 +77,7 @@ class DCTemplate(TensorLoaders, SupervisedTemplate):
         return F.cross_entropy(self.mb_output, self.mb_y) + self._dc_loss
 
 
-@register_learner("dc", takes_net=True)
+@register_learner("dc", takes_net=True, local_blocks=True)
 def dc(
     ctx: BuildContext,
     copies: int = 10,

@@ -8,6 +8,8 @@ once, and layer collaboration lets each layer see (without gradient) what the ot
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..config import ConfigError
 from ..nn.conv_ff import SFFNet
 from ..objectives import CentroidDistance, DistanceNPair
@@ -16,36 +18,29 @@ from .registry import BuildContext, register_learner
 from .sff import SFFTemplate
 
 
-@register_learner("df", takes_net=True)
+@register_learner("df", takes_net=True, template=dict(negatives="hardest", n_negatives=4, collaboration=True), local_blocks=True,
+                  mlp_only=("code_dim", "code_p", "code_scale", "seed", "peer_normalization"),
+                  not_used={"hybrid_negatives": "its N-pair loss contrasts each positive with its own negatives"})
 def df(
     ctx: BuildContext,
     gamma: float = 4.0,
     margin: float = 0.5,
-    n_negatives: int = 4,
-    negatives: str = "hardest",
-    collaboration: bool = True,
     code_dim: int = 100,
     code_p: float = 0.1,
     code_scale: float = 1.0,
     standardize_input: bool = False,
-    update: str = "fused",
-    peer_normalization: float = 0.0,
-    training_scores: bool = True,
     seed: int = 0,
+    **template: Any,
 ) -> FFTemplate:
-    """DF with an N-pair margin loss over ``n_negatives`` wrong labels per image (by default the
-    hardest: +1.6 points after one MNIST epoch, docs/learners.md)."""
-    model = ctx.ff_net(
-        DistanceNPair(gamma, margin), code="random", code_dim=code_dim, code_p=code_p, code_scale=code_scale,
-        standardize_input=standardize_input, residual=True, seed=seed,
-    )
-    return FFTemplate(
-        model=model, optimizer=ctx.optimizer(model.parameters()), negatives=negatives,
-        n_negatives=n_negatives, collaboration=collaboration, update=update, peer_normalization=peer_normalization, training_scores=training_scores, **ctx.template_kwargs(),
-    )
+    """DF with an N-pair margin loss over ``n_negatives`` (4) wrong labels per image (by default the
+    hardest: +1.6 points after one MNIST epoch, docs/learners.md) and layer collaboration, plus
+    the FF template's other options (``TEMPLATE_OPTIONS``)."""
+    model = ctx.ff_net(DistanceNPair(gamma, margin), standardize_input=standardize_input,
+                       mlp=dict(code="random", code_dim=code_dim, code_p=code_p, code_scale=code_scale, residual=True, seed=seed))
+    return FFTemplate(model=model, optimizer=ctx.optimizer(model.parameters()), **template, **ctx.template_kwargs())
 
 
-@register_learner("df_proto", takes_net=True)
+@register_learner("df_proto", takes_net=True, local_blocks=True)
 def df_proto(ctx: BuildContext, gamma: float = 4.0, margin: float = 0.5, score_layers: str = "all",
              update: str = "fused") -> SFFTemplate:
     """DF's one-pass prototype form on the recipe's conv ``net``: one pass per image, whatever the

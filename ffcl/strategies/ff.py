@@ -9,30 +9,26 @@ batched pass.
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..objectives import HintonFF
 from .ff_template import FFTemplate
 from .registry import BuildContext, register_learner
 
 
-@register_learner("ff", takes_net=True)
+@register_learner("ff", takes_net=True, template=dict(negatives="hardest"), local_blocks=True,
+                  mlp_only=("residual", "peer_normalization"))
 def ff(
     ctx: BuildContext,
     theta: float | None = 30.0,
-    negatives: str = "hardest",
-    n_negatives: int = 1,
-    update: str = "fused",
-    peer_normalization: float = 0.0,
-    training_scores: bool = True,
     residual: bool = False,
     score_first_layer: bool = False,
-    seed: int = 0,
+    **template: Any,
 ) -> FFTemplate:
     """Hinton FF. ``theta`` is the goodness threshold (``None``: each layer's width, as loeweX; the
     default 30 was measured best, docs/learners.md); ``residual`` also feeds the image and
-    label to every layer (as SFFA does); ``score_first_layer`` counts the first layer's goodness."""
+    label to every layer (as SFFA does); ``score_first_layer`` counts the first layer's goodness;
+    the FF template's options (``TEMPLATE_OPTIONS``) with hardest negatives by default."""
     model = ctx.ff_net(HintonFF(theta), score_layers="all" if score_first_layer else "skip_first",
-                       code="onehot", residual=residual, seed=seed)
-    return FFTemplate(
-        model=model, optimizer=ctx.optimizer(model.parameters()), negatives=negatives,
-        n_negatives=n_negatives, update=update, peer_normalization=peer_normalization, training_scores=training_scores, **ctx.template_kwargs(),
-    )
+                       mlp=dict(code="onehot", residual=residual))
+    return FFTemplate(model=model, optimizer=ctx.optimizer(model.parameters()), **template, **ctx.template_kwargs())

@@ -18,6 +18,7 @@ class logits during training (LwF) have no logits to read here and are refused.
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from typing import Any
 
@@ -35,10 +36,24 @@ from ..nn.ff import NEG, FFNet
 from ..objectives import peer_normalization
 from .heads import task_mask_of
 
-__all__ = ["FFTemplate", "ScoreCrossEntropy", "sample_negatives", "NEGATIVES"]
+__all__ = ["FFTemplate", "ScoreCrossEntropy", "sample_negatives", "NEGATIVES", "TEMPLATE_OPTIONS", "template_signature"]
 
 NEGATIVES = ("random", "hardest", "all")
 UPDATES = ("fused", "blockwise", "overlap")
+
+TEMPLATE_OPTIONS: dict[str, Any] = {
+    "negatives": "random",
+    "n_negatives": 1,
+    "collaboration": False,
+    "update": "fused",
+    "hybrid_negatives": 0.0,
+    "peer_normalization": 0.0,
+    "training_scores": True,
+    "hard_candidates": 0,
+}
+"""The FF template's options and their defaults: what every FF learner takes under ``learner_args``
+(ffcl.strategies.register_learner; a learner may change a default or refuse an option its objective
+never reads). :func:`template_signature` checks this table against :class:`FFTemplate`'s own."""
 
 
 class ScoreCrossEntropy(torch.nn.Module):
@@ -123,6 +138,18 @@ def check_plugins(plugins: list[Any]) -> None:
             reason = "selects exemplars by features of a named layer; an FF block returns (activity, input of the next block)"
         if reason:
             raise ConfigError(f"{type(p).__name__} {reason}. With FF learners use replay (random or class-balanced), EWC, SI, MAS, GEM or A-GEM.")
+
+
+def template_signature() -> dict[str, Any]:
+    """The annotations of :class:`FFTemplate`'s options, after checking that :data:`TEMPLATE_OPTIONS`
+    lists exactly those options with the same defaults (a ``TypeError`` names any difference)."""
+    params = {p.name: p for p in inspect.signature(FFTemplate.__init__, eval_str=True).parameters.values()
+              if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name not in ("model", "optimizer")}
+    table = {name: default for name, default in TEMPLATE_OPTIONS.items()}
+    if table != {name: p.default for name, p in params.items()}:
+        raise TypeError(f"TEMPLATE_OPTIONS {table} differ from FFTemplate's options "
+                        f"{ {name: p.default for name, p in params.items()} }")
+    return {name: p.annotation for name, p in params.items()}
 
 
 class FFTemplate(TensorLoaders, SupervisedTemplate):

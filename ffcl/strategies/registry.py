@@ -51,16 +51,58 @@ PLUGINS: dict[str, PluginFactory] = {}
 NET_LEARNERS: set[str] = set()  # learners that train the recipe's ``net`` (a scenario's default net applies to them)
 
 
-def register_learner(name: str, *, takes_net: bool = False) -> Callable[[LearnerFactory], LearnerFactory]:
+@dataclass(frozen=True)
+class LearnerOptions:
+    """Which of a learner's arguments apply where (:func:`register_learner`)."""
+
+    mlp_only: tuple[str, ...] = ()  # used on an MLP only (label codes, k-WTA): refused on a conv net
+    not_used: dict[str, str] = field(default_factory=dict)  # FF template options it never uses -> why
+    local_blocks: bool = False  # reads ``stages_per_block`` (FF learners on conv nets)
+
+
+LEARNER_OPTIONS: dict[str, LearnerOptions] = {}
+
+
+def register_learner(name: str, *, takes_net: bool = False, template: dict[str, Any] | None = None,
+                     mlp_only: Iterable[str] = (), not_used: dict[str, str] | None = None,
+                     local_blocks: bool = False) -> Callable[[LearnerFactory], LearnerFactory]:
     """Decorator: make a learner factory ``f(ctx, **args) -> SupervisedTemplate`` available to recipes.
-    ``takes_net``: the learner trains ``ctx.bp_net()`` or ``ctx.ff_net()``, so any ``net`` suits it."""
+    ``takes_net``: the learner trains ``ctx.bp_net()`` or ``ctx.ff_net()``, so any ``net`` suits it.
+
+    An FF learner (one that builds an :class:`~ffcl.strategies.ff_template.FFTemplate`) gives
+    ``template``, its own defaults for the template's options (``TEMPLATE_OPTIONS``), and takes
+    ``**template`` itself: it then accepts every template option but those in ``not_used``
+    (option -> why), with the template's types and its defaults. ``mlp_only`` names the arguments
+    that reach only an MLP's constructor, refused on a conv net; ``local_blocks``: the learner reads
+    ``stages_per_block`` (refused for the others)."""
 
     def wrap(fn: LearnerFactory) -> LearnerFactory:
         LEARNERS[name] = fn
         (NET_LEARNERS.add if takes_net else NET_LEARNERS.discard)(name)
+        refused = dict(not_used or {})
+        if template is not None:
+            fn.__signature__ = _with_template_options(fn, template, refused)  # type: ignore[attr-defined]
+        LEARNER_OPTIONS[name] = LearnerOptions(tuple(mlp_only), refused, local_blocks)
         return fn
 
     return wrap
+
+
+def _with_template_options(fn: LearnerFactory, defaults: dict[str, Any], not_used: dict[str, str]) -> inspect.Signature:
+    """``fn``'s signature with its ``**template`` replaced by the FF template's options it uses
+    (the template's annotations, the table's defaults overridden by the learner's)."""
+    from .ff_template import TEMPLATE_OPTIONS, template_signature
+
+    unknown = set(defaults) - set(TEMPLATE_OPTIONS) or set(not_used) - set(TEMPLATE_OPTIONS)
+    if unknown:
+        raise TypeError(f"{fn.__name__}: {sorted(unknown)} are not FF template options ({', '.join(TEMPLATE_OPTIONS)})")
+    sig = inspect.signature(fn, eval_str=True)
+    own = [p for p in sig.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    annotations = template_signature()
+    extra = [inspect.Parameter(key, inspect.Parameter.KEYWORD_ONLY, default=defaults.get(key, default),
+                               annotation=annotations[key])
+             for key, default in TEMPLATE_OPTIONS.items() if key not in not_used and key not in {p.name for p in own}]
+    return sig.replace(parameters=own + extra)
 
 
 def takes_net(learner: str) -> bool:
@@ -109,27 +151,14 @@ class BuildContext:
         net = self.mlp() if c.net == "mlp" else ConvNet(c.net, self.image_shape(), self.blocks(), self.num_classes)
         return MultiHeadNet(net) if c.head == "multi" else net
 
-    def ff_net(self, objective: Objective, *, split: bool = False, score_layers: str = "all", label_every_block: bool = False,
-               **mlp_args: Any) -> FFNet:
-        """The FF network of the recipe's ``net``: an :class:`FFNet` of ``hidden`` widths (with the
-        MLP-only ``mlp_args``: label codes, k-WTA, residual input, ...) or a :class:`ConvFFNet`."""
-        c = self.config
-        if c.net == "mlp":
-            skip = score_layers == "skip_first"
-            if score_layers not in ("all", "skip_first", "last"):
-                raise ConfigError(f"score_layers must be all, skip_first or last, got '{score_layers}'")
-            model = FFNet(self.input_shape, self.blocks(), self.num_classes, objective, split=split, skip_first_in_score=skip, **mlp_args)
-            if score_layers == "last":
-                model.score_layers = model.score_layers[-1:]
-            return model
-        if score_layers not in ("all", "last"):
-            raise ConfigError(f"score_layers on a conv net must be all or last, got '{score_layers}'")
-        try:
-            return ConvFFNet(c.net, self.image_shape(), self.blocks(), self.num_classes, objective, split=split,
-                             score_layers=score_layers, standardize_input=bool(mlp_args.get("standardize_input", False)),
-                             label_every_block=label_every_block, stages_per_block=c.stages_per_block)
-        except ValueError as e:
-            raise ConfigError(f"learner '{c.learner}' on net '{c.net}': {e}") from None
+    def ff_net(self, objective: Objective, *, mlp: dict[str, Any] | None = None, **common: Any) -> FFNet:
+        """The FF network of the recipe's ``net``, built by that kind's function (:data:`FF_NETS`)
+        from the ``common`` arguments and, on an MLP, the MLP-only ``mlp`` ones (label codes,
+        k-WTA, residual input, ...): a learner registers those as ``mlp_only``, so a recipe that
+        sets one on a conv net is refused before this runs."""
+        if self.config.net == "mlp":
+            return FF_NETS["mlp"](self, objective, **common, **(mlp or {}))
+        return FF_NETS["conv"](self, objective, **common)
 
     def blocks(self) -> list[int]:
         """The recipe's hidden widths, for a learner made of local blocks (it needs at least one)."""
@@ -169,6 +198,42 @@ class BuildContext:
         )
 
 
+def mlp_ff_net(ctx: BuildContext, objective: Objective, *, split: bool = False, score_layers: str = "all",
+               standardize_input: bool = False, code: str = "random", code_dim: int = 100, code_p: float = 0.1,
+               code_scale: float = 1.0, residual: bool = True, k: int | None = None, boost: float = 0.0, seed: int = 0) -> FFNet:
+    """An :class:`FFNet` of the recipe's ``hidden`` widths; ``score_layers``: ``all``, ``skip_first`` or ``last``."""
+    if score_layers not in ("all", "skip_first", "last"):
+        raise ConfigError(f"score_layers must be all, skip_first or last, got '{score_layers}'")
+    model = FFNet(ctx.input_shape, ctx.blocks(), ctx.num_classes, objective, code=code, code_dim=code_dim, code_p=code_p,
+                  code_scale=code_scale, residual=residual, split=split, k=k, boost=boost,
+                  skip_first_in_score=score_layers == "skip_first", standardize_input=standardize_input, seed=seed)
+    if score_layers == "last":
+        model.score_layers = model.score_layers[-1:]
+    return model
+
+
+def conv_ff_net(ctx: BuildContext, objective: Objective, *, split: bool = False, score_layers: str = "all",
+                standardize_input: bool = False) -> ConvFFNet:
+    """A :class:`ConvFFNet` of the recipe's conv ``net``, ``hidden`` stage widths and ``stages_per_block``;
+    ``score_layers``: ``all``, ``skip_first`` (every block but the first, as Hinton's FF) or ``last``."""
+    c = ctx.config
+    if score_layers not in ("all", "skip_first", "last"):
+        raise ConfigError(f"score_layers must be all, skip_first or last, got '{score_layers}'")
+    try:
+        model = ConvFFNet(c.net, ctx.image_shape(), ctx.blocks(), ctx.num_classes, objective, split=split,
+                          score_layers="last" if score_layers == "last" else "all", standardize_input=standardize_input,
+                          stages_per_block=c.stages_per_block)
+    except ValueError as e:
+        raise ConfigError(f"learner '{c.learner}' on net '{c.net}': {e}") from None
+    if score_layers == "skip_first" and len(model.score_layers) > 1:
+        model.score_layers = model.score_layers[1:]
+    return model
+
+
+FF_NETS: dict[str, Callable[..., FFNet]] = {"mlp": mlp_ff_net, "conv": conv_ff_net}
+"""One function per net kind (the conv nets share one), each taking only the arguments it uses."""
+
+
 EXTENSIONS_GROUP = "ffcl.extensions"
 _loaded_extensions: set[str] = set()
 
@@ -182,7 +247,7 @@ def load_extensions() -> list[str]:
             continue
         try:
             ep.load()
-        except Exception as e:  # noqa: BLE001 - any failure of someone else's module: say which
+        except (Exception, SystemExit) as e:  # noqa: BLE001 - any failure of someone else's module (sys.exit too): say which
             raise ConfigError(f"the ffcl extension '{ep.name}' ({ep.value}) failed to load: {type(e).__name__}: {e}") from None
         _loaded_extensions.add(ep.name)
     return sorted(_loaded_extensions)
@@ -193,7 +258,10 @@ def _call(kind: str, name: str, registry: dict[str, Callable[..., Any]], ctx: Bu
         raise ConfigError(f"unknown {kind} '{name}'; choose one of: {', '.join(sorted(registry))} "
                           f"(your own: register it, docs/extending.md)")
     fn = registry[name]
-    params = list(inspect.signature(fn, eval_str=True).parameters.values())[1:]
+    if kind == "learner":
+        check_learner_options(name, ctx.config, args)
+    sig = inspect.signature(fn, eval_str=True)
+    params = list(sig.parameters.values())[1:]
     known = {p.name: p for p in params}
     for key, value in args.items():
         if key not in known:
@@ -204,7 +272,53 @@ def _call(kind: str, name: str, registry: dict[str, Callable[..., Any]], ctx: Bu
     missing = [p.name for p in params if p.default is inspect.Parameter.empty and p.name not in args]
     if missing:
         raise ConfigError(f"{kind} '{name}' needs argument(s): {', '.join(missing)}")
-    return fn(ctx, **args)
+    bound = sig.bind(ctx, **args)
+    bound.apply_defaults()  # an FF learner's template options arrive with its own defaults
+    return fn(*bound.args, **bound.kwargs)
+
+
+def _users(option: str, net: str | None = None) -> str:
+    """The registered learners that take learner argument ``option`` (on ``net``, when given)."""
+    names = [n for n, fn in sorted(LEARNERS.items()) if option in inspect.signature(fn).parameters
+             and option not in LEARNER_OPTIONS.get(n, LearnerOptions()).not_used
+             and not (net and net != "mlp" and option in LEARNER_OPTIONS.get(n, LearnerOptions()).mlp_only)]
+    return ", ".join(names) or "no learner"
+
+
+def argument_defaults(config: StrategyConfig) -> dict[str, Any]:
+    """The defaults of the recipe's learner's and plugins' arguments (those that apply to its net),
+    as ``{"learner_args": {...}, "plugins": {NAME: {...}}}``: what ``ffcl recipes --show`` lists."""
+    _load_builtins()
+    load_extensions()
+
+    def defaults(fn: Callable[..., Any], skip: Iterable[str] = ()) -> dict[str, Any]:
+        return {p.name: p.default for p in list(inspect.signature(fn).parameters.values())[1:]
+                if p.default is not inspect.Parameter.empty and p.name not in skip}
+
+    mlp_only = LEARNER_OPTIONS.get(config.learner, LearnerOptions()).mlp_only if config.net != "mlp" else ()
+    learner = defaults(LEARNERS[config.learner], mlp_only) if config.learner in LEARNERS else {}
+    return {"learner_args": learner, "plugins": {n: defaults(PLUGINS[n]) for n in config.plugins if n in PLUGINS}}
+
+
+def check_learner_options(name: str, config: StrategyConfig, args: dict[str, Any]) -> None:
+    """Refuse, in one line naming who would use it, a setting that learner ``name`` would ignore:
+    an MLP-only argument on a conv net, an FF template option its objective never reads, or
+    ``stages_per_block`` for a learner without local conv blocks."""
+    opts = LEARNER_OPTIONS.get(name, LearnerOptions())
+    for key in args:
+        if config.net != "mlp" and key in opts.mlp_only:
+            raise ConfigError(f"strategy.learner_args.{key} is not used by {name} on a {config.net} net; it applies to mlp nets "
+                              f"(drop it, or set strategy.net = \"mlp\")")
+        if key in opts.not_used:
+            raise ConfigError(f"strategy.learner_args.{key} is not used by {name} ({opts.not_used[key]}); "
+                              f"it applies to {_users(key, config.net)}")
+    if config.stages_per_block != 1 and not opts.local_blocks:
+        users = ", ".join(n for n in sorted(LEARNERS) if LEARNER_OPTIONS.get(n, LearnerOptions()).local_blocks)
+        raise ConfigError(f"strategy.stages_per_block is not used by {name} (it trains its net as one block); "
+                          f"it applies to the learners with local conv blocks: {users}")
+    if config.net != "mlp" and name not in NET_LEARNERS:
+        raise ConfigError(f"strategy.net = \"{config.net}\" is not used by {name} (it trains no network of that kind); "
+                          f"it applies to {', '.join(sorted(NET_LEARNERS))}")
 
 
 def build_strategy(

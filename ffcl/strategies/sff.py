@@ -87,7 +87,7 @@ class SFFTemplate(TensorLoaders, SupervisedTemplate):
         super().backward()
 
 
-@register_learner("sff", takes_net=True)
+@register_learner("sff", takes_net=True, local_blocks=True)
 def sff(ctx: BuildContext, objective: str = "distance", objective_args: dict[str, Any] | None = None,
         score_layers: str = "all", update: str = "fused") -> SFFTemplate:
     """SFF on the recipe's conv ``net`` with a registered ``objective`` (default: the margin loss,

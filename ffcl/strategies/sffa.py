@@ -11,6 +11,8 @@ a candidate, in one batched pass.
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..allocation import NeuronAllocation
 from ..config import ConfigError
 from ..objectives import SFFA
@@ -18,7 +20,9 @@ from .ff_template import FFTemplate
 from .registry import BuildContext, register_learner, register_plugin
 
 
-@register_learner("sffa", takes_net=True)
+@register_learner("sffa", takes_net=True, template={}, local_blocks=True,
+                  mlp_only=("k", "boost", "code_dim", "code_p", "code_scale", "seed", "peer_normalization"),
+                  not_used={"collaboration": "its symmetric loss reads no other layer's goodness"})
 def sffa(
     ctx: BuildContext,
     k: int = 15,
@@ -28,29 +32,21 @@ def sffa(
     code_scale: float = 1.0,
     standardize_input: bool = False,
     collapse_weight: float = 10.0,
-    negatives: str = "random",
-    n_negatives: int = 1,
-    update: str = "fused",
-    peer_normalization: float = 0.0,
-    training_scores: bool = True,
-    hybrid_negatives: float = 0.0,
     seed: int = 0,
+    **template: Any,
 ) -> FFTemplate:
-    """SFFA with top-``k`` winners per half (``boost``: k-WTA boosting, ffcl.nn.ff.FFBlock) and ``code_dim``-bit random label codes;
-    ``hybrid_negatives`` self-generated negatives per sample (see ffcl.allocation)."""
+    """SFFA with top-``k`` winners per half (``boost``: k-WTA boosting, ffcl.nn.ff.FFBlock) and ``code_dim``-bit random label codes,
+    plus the FF template's options (``TEMPLATE_OPTIONS``; ``hybrid_negatives``: self-generated negatives, ffcl.allocation).
+    On a conv net the label enters as a learned plane: the label-code and k-WTA arguments are MLP-only."""
     hidden = ctx.blocks()
     if ctx.config.net == "mlp" and not 1 <= k <= min(hidden) // 2:
         raise ConfigError(f"sffa: 'k' (winners per half of a layer) must lie in 1..{min(hidden) // 2}, got {k}")
     if boost < 0:
         raise ConfigError(f"sffa: 'boost' must be >= 0 (0 turns boosting off), got {boost}")
-    model = ctx.ff_net(
-        SFFA(collapse_weight), split=True, code="random", code_dim=code_dim, code_p=code_p, code_scale=code_scale,
-        standardize_input=standardize_input, residual=True, k=k, boost=boost, seed=seed,
-    )
-    return FFTemplate(
-        model=model, optimizer=ctx.optimizer(model.parameters()), negatives=negatives,
-        n_negatives=n_negatives, update=update, peer_normalization=peer_normalization, training_scores=training_scores, hybrid_negatives=hybrid_negatives, **ctx.template_kwargs(),
-    )
+    model = ctx.ff_net(SFFA(collapse_weight), split=True, standardize_input=standardize_input,
+                       mlp=dict(code="random", code_dim=code_dim, code_p=code_p, code_scale=code_scale, residual=True,
+                                k=k, boost=boost, seed=seed))
+    return FFTemplate(model=model, optimizer=ctx.optimizer(model.parameters()), **template, **ctx.template_kwargs())
 
 
 @register_plugin("allocation")

@@ -14,31 +14,21 @@ already easy by then and give SymBa almost no gradient (docs/conv.md).
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..objectives import SymBa
 from .ff_template import FFTemplate
 from .registry import BuildContext, register_learner
 
 
-@register_learner("trifecta", takes_net=True)
-def trifecta(
-    ctx: BuildContext,
-    alpha: float = 4.0,
-    update: str = "overlap",
-    score_layers: str = "last",
-    negatives: str = "random",
-    n_negatives: int = 1,
-    standardize_input: bool = False,
-    hybrid_negatives: float = 0.0,
-    training_scores: bool = True,
-    label_every_block: bool = False,
-    hard_candidates: int = 0,
-) -> FFTemplate:
+@register_learner("trifecta", takes_net=True, template=dict(update="overlap"), local_blocks=True,
+                  mlp_only=("peer_normalization",),
+                  not_used={"hybrid_negatives": "its SymBa loss contrasts each positive with its own negatives"})
+def trifecta(ctx: BuildContext, alpha: float = 4.0, score_layers: str = "last", standardize_input: bool = False,
+             **template: Any) -> FFTemplate:
     """Trifecta on the recipe's ``net`` (``vgg`` in the recipe; on an MLP: SymBa and overlapping
-    updates without the batch norm)."""
+    updates without the batch norm), with the FF template's options (``TEMPLATE_OPTIONS``;
+    ``update = "overlap"`` by default)."""
     model = ctx.ff_net(SymBa(alpha), score_layers=score_layers, standardize_input=standardize_input,
-                       label_every_block=label_every_block, code="random", residual=True)
-    return FFTemplate(
-        model=model, optimizer=ctx.optimizer(model.parameters()), negatives=negatives, n_negatives=n_negatives,
-        update=update, hybrid_negatives=hybrid_negatives, training_scores=training_scores,
-        hard_candidates=hard_candidates, **ctx.template_kwargs(),
-    )
+                       mlp=dict(code="random", residual=True))
+    return FFTemplate(model=model, optimizer=ctx.optimizer(model.parameters()), **template, **ctx.template_kwargs())
