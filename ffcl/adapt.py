@@ -46,7 +46,7 @@ from .experiment import (
     strategy_config,
     write_checkpoint,
 )
-from .learner_file import LEARNER_FILE, save_learner
+from .learner_file import LEARNER_FILE, load_record, save_learner
 from .loggers import close_loggers, make_loggers
 from .metrics import AnytimeAccuracy, accuracy_row, peak_memory_mb
 
@@ -138,6 +138,8 @@ def adapt_run(
     n_old = len(old_tests)
 
     if not resume:
+        if weights_only and (Path(settings["source"]) / LEARNER_FILE).is_file():
+            load_record(Path(settings["source"]) / LEARNER_FILE)  # the whole file checked before anything is written
         out.mkdir(parents=True, exist_ok=True)
         _write_json(out / "config.json", {"adapt": settings, "source_config": json.loads((Path(settings["source"]) / "config.json").read_text()),
                                           "new_classes": classes})

@@ -53,7 +53,7 @@ from .data import DataError, Stream, load_dataset, make_stream
 from .data.loaders import dataset_tensors
 from .data.streams import KINDS, make_drift_stream, permuted
 from . import trust
-from .files import atomic_path
+from .files import LOCK_FD_ENV, LOCK_FILE, atomic_path, inherited_lock, lock_run_dir, refuse_link
 from .learner_file import LEARNER_FILE, read_learner, save_learner
 from .loggers import close_loggers, make_loggers
 from .metrics import (AnytimeAccuracy, BlockActivity, MatrixSummary, PrequentialAccuracy, accuracy_row, peak_memory_mb,
@@ -158,25 +158,70 @@ def _write_json(path: Path, data: Any) -> None:
         tmp.write_text(json.dumps(data, indent=2))
 
 
-def _prepare_dir(cfg: RunConfig | None, run_dir: Path, resume: bool) -> RunConfig:
+def _prepare_dir(cfg: RunConfig | None, run_dir: Path, resume: bool) -> tuple[RunConfig, int, bool]:
+    """The run's config, the descriptor of its directory's lock (ffcl.files) and whether this call
+    made the directory. A directory that is a link, or that another live process holds, is refused."""
+    refuse_link(run_dir)
     if resume:
-        cfg = load_run_config(run_dir)
-        if (run_dir / "metrics.json").exists():
-            raise RunError(f"{run_dir} has already finished (metrics.json exists); nothing to resume")
-        return cfg
+        if not (run_dir / "config.json").is_file():
+            load_run_config(run_dir)  # its one-line error
+        lock = _lock(run_dir)
+        try:
+            cfg = load_run_config(run_dir)
+            if (run_dir / "metrics.json").exists():
+                raise RunError(f"{run_dir} has already finished (metrics.json exists); nothing to resume")
+        except BaseException:
+            os.close(lock)
+            raise
+        return cfg, lock, False
     if cfg is None:
         raise RunError("a new run needs a RunConfig")
     check_out_dir(run_dir)
-    if run_dir.exists() and any(run_dir.iterdir()):
+    if run_dir.exists() and any(p.name != LOCK_FILE for p in run_dir.iterdir()):
         raise RunError(
             f"run directory {run_dir} already exists; choose another --out, or resume it with `ffcl run --resume {run_dir}`"
         )
+    created = not run_dir.exists()
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        _write_json(run_dir / "config.json", to_dict(cfg))
+        lock = _lock(run_dir)
     except OSError as e:
         raise RunError(f"cannot write the run directory {run_dir} ({e.strerror}); choose another --out") from None
-    return cfg
+    try:
+        _write_json(run_dir / "config.json", to_dict(cfg))
+    except BaseException:
+        _remove_own(run_dir, created, lock)
+        raise
+    return cfg, lock, created
+
+
+def _lock(run_dir: Path) -> int:
+    """Hold ``run_dir``'s lock: the one ``ffcl compare`` handed down, or a fresh one; a one-line
+    error if another process holds it (a live run)."""
+    lock = inherited_lock(run_dir)
+    if lock is None:
+        lock = lock_run_dir(run_dir)
+    if lock is None:
+        raise RunError(f"{run_dir} is being run by another ffcl process (it holds {run_dir / LOCK_FILE}); "
+                       "wait for it to finish, or stop it")
+    return lock
+
+
+def _remove_own(run_dir: Path, created: bool, lock: int) -> None:
+    """Undo a new run that failed before training: remove the directory if this run made it (all
+    in it is this run's), else only the files this run wrote (never through a link); release the lock."""
+    if created and not run_dir.is_symlink():
+        shutil.rmtree(run_dir, ignore_errors=True)
+        os.close(lock)
+        return
+    for name in ("config.json", "log.txt"):
+        path = run_dir / name
+        if path.is_file() and not path.is_symlink():
+            path.unlink()
+    if os.environ.get(LOCK_FD_ENV) != str(lock):  # a lock handed down stays: its launcher holds it too
+        with contextlib.suppress(OSError):
+            (run_dir / LOCK_FILE).unlink()
+    os.close(lock)
 
 
 def _train_groups(stream: Stream) -> Iterator[list[Any]]:
@@ -215,11 +260,12 @@ def strategy_config(cfg: RunConfig) -> StrategyConfig:
     return StrategyConfig(**{**to_dict(cfg.strategy), **budget})
 
 
-def _data_and_stream(cfg: RunConfig) -> tuple[torch.device, Any, Stream]:
-    """The validated run's device, data set and stream: what a run and a dry run both start from."""
+def _data_and_stream(cfg: RunConfig, cache: bool = True) -> tuple[torch.device, Any, Stream]:
+    """The validated run's device, data set and stream: what a run and a dry run (``cache=False``:
+    no decoded-data cache written) both start from."""
     cfg.validate()
     device = resolve_device(cfg.device)
-    data = load_dataset(cfg.scenario.dataset, cfg.scenario.data_root)
+    data = load_dataset(cfg.scenario.dataset, cfg.scenario.data_root, cache=cache)
     return device, data, build_stream(cfg.scenario, data, cfg.seed)
 
 
@@ -233,7 +279,7 @@ def dry_run(cfg: RunConfig, streams: dict[str, Any] | None = None) -> str:
         cfg.validate()
         device, data, stream = streams[key]
     else:
-        device, data, stream = _data_and_stream(cfg)
+        device, data, stream = _data_and_stream(cfg, cache=False)
         if streams is not None:
             streams[key] = (device, data, stream)
     sc = cfg.scenario
@@ -283,7 +329,7 @@ def run_experiment(
     """
     run_dir = Path(run_dir)
     start = time.perf_counter()
-    cfg = _prepare_dir(cfg, run_dir, resume)
+    cfg, lock, created = _prepare_dir(cfg, run_dir, resume)  # holds the directory's lock until the run ends
     say = (lambda msg: None) if quiet else echo
     log_file = open(run_dir / "log.txt", "a", buffering=1)  # line-buffered: a crash loses no logged line
     with _torch_settings(cfg):
@@ -291,8 +337,10 @@ def run_experiment(
             data, stream, strategy, progress = _setup(cfg, run_dir, log_file, resume, quiet, trust_checkpoint)
         except BaseException:
             log_file.close()
-            if not resume:  # the directory was empty or absent: leave nothing behind, --out stays usable
-                shutil.rmtree(run_dir, ignore_errors=True)
+            if resume:
+                os.close(lock)
+            else:  # leave nothing this run wrote behind, --out stays usable
+                _remove_own(run_dir, created, lock)
             raise
         if resume:
             say(f"resuming {run_dir} after {len(progress['rows'])} experience(s)")
@@ -301,6 +349,7 @@ def run_experiment(
         finally:
             close_loggers(strategy.evaluator.loggers)
             log_file.close()
+            os.close(lock)
 
 
 @contextlib.contextmanager

@@ -28,7 +28,7 @@ import torch
 from .config import ConfigError, StrategyConfig, from_dict, to_dict
 from .files import atomic_path
 
-__all__ = ["LEARNER_FILE", "FORMAT", "save_learner", "read_learner", "learner_record", "load_record", "strategy_from_record", "recipe_of"]
+__all__ = ["LEARNER_FILE", "FORMAT", "save_learner", "read_learner", "learner_record", "load_record", "check_record", "strategy_from_record", "recipe_of"]
 
 LEARNER_FILE = "learner.pt"
 FORMAT = "ffcl-learner/1"
@@ -79,7 +79,73 @@ def load_record(source: str | Path | BinaryIO) -> dict[str, Any]:
         raise ConfigError(f"{where} is not an ffcl learner file ({type(e).__name__}); it is damaged or holds more than tensors") from None
     if not isinstance(record, dict) or record.get("format") != FORMAT:
         raise ConfigError(f"{where} is not an ffcl learner file (format {FORMAT!r} expected)")
+    check_record(record, where)
     return record
+
+
+_FIELDS = {"strategy": dict, "input_shape": list, "num_classes": int, "state": dict, "strategy_state": dict}
+
+
+def check_record(record: dict[str, Any], where: str = "the learner file") -> None:
+    """A one-line :class:`ConfigError` unless ``record`` is whole and its sizes are those of its
+    tensors, checked before anything is allocated: every field present with its type, ``num_classes``
+    no larger than the tensors hold, and every tensor of the model that its recipe builds (built on
+    PyTorch's ``meta`` device, which allocates nothing) present in ``state`` with the same shape."""
+    def bad(why: str) -> ConfigError:
+        return ConfigError(f"{where}: {why}; the file is damaged or was edited")
+
+    for key, kind in _FIELDS.items():
+        if key not in record:
+            raise bad(f"it lacks {key!r}")
+        if not isinstance(record[key], kind) or isinstance(record[key], bool):
+            raise bad(f"{key!r} is a {type(record[key]).__name__}, not a {kind.__name__}")
+    shape, n = record["input_shape"], record["num_classes"]
+    if not 1 <= len(shape) <= 3 or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape):
+        raise bad(f"input_shape {shape} is not 1 to 3 positive sizes")
+    state = record["state"]
+    if not all(isinstance(k, str) and torch.is_tensor(v) for k, v in state.items()):
+        raise bad("'state' holds something other than named tensors")
+    if not all(isinstance(k, str) and isinstance(v, int) for k, v in record["strategy_state"].items()):
+        raise bad("'strategy_state' holds something other than named integers")
+    names = record.get("class_names")
+    if names is not None and (not isinstance(names, list) or not all(isinstance(c, str) for c in names) or len(names) > n):
+        raise bad(f"'class_names' is not a list of at most {n} strings")
+    if not isinstance(record.get("extra", {}), dict):
+        raise bad("'extra' is not a dict")
+    held = max((max(t.shape, default=1) for t in state.values() if t.numel()), default=0)  # a class count is a size of some tensor
+    allocation = record["strategy"].get("plugins", {}).get("allocation", {}) if isinstance(record["strategy"].get("plugins"), dict) else {}
+    for what, value in (("num_classes", n), ("the allocation plugin's max_classes", allocation.get("max_classes", 1) if isinstance(allocation, dict) else 1)):
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= held:
+            raise bad(f"{what} is {value!r}, but its tensors hold at most {held} classes")
+    expected = _planned_state(record)
+    if expected is None:  # a recipe that cannot be built on the meta device: the size checks above stand
+        return
+    for key, planned in expected.items():
+        if key not in state:
+            raise bad(f"it lacks the tensor {key!r} of the model its recipe builds")
+        if tuple(state[key].shape) != tuple(planned.shape) and planned.numel():
+            raise bad(f"tensor {key!r} has shape {list(state[key].shape)}, but the recipe builds {list(planned.shape)}")
+
+
+def _planned_state(record: dict[str, Any]) -> dict[str, torch.Tensor] | None:
+    """The model state ``record``'s recipe builds, as meta tensors (no memory), or None if the
+    recipe cannot be built on the meta device."""
+    import warnings
+
+    from .strategies import build_strategy
+
+    config = from_dict(StrategyConfig, record["strategy"], "learner file: strategy")
+    config.validate("learner file: strategy")
+    try:
+        with torch.device("meta"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            strategy = build_strategy(config, input_shape=tuple(record["input_shape"]), num_classes=record["num_classes"],
+                                      device=torch.device("meta"))
+    except ConfigError:
+        raise
+    except Exception:  # noqa: BLE001 - a learner that reads values while it is built (Tensor.item on meta)
+        return None
+    return strategy.model.state_dict()
 
 
 def strategy_from_record(record: dict[str, Any], device: str | torch.device = "cpu", **build_kwargs: Any) -> Any:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import io
 import math
+import os
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
@@ -79,11 +80,25 @@ class StreamLearner(ClassifierMixin, BaseEstimator):
         if y is None:
             raise ValueError("StreamLearner requires y to be passed, but the target y is None")
         first = not hasattr(self, "strategy_")
-        X, y = self._validate(X, y, reset=first)
-        if first:
-            self._build(X, y, classes)
+        before = set(vars(self))
+        try:  # everything checked before the learner changes: a refused call leaves it as it was
+            X, y = self._validate(X, y, reset=first)
+            kind = _label_kind(y, "y")
+            if first:
+                if classes is not None and _label_kind(np.asarray(classes), "classes") != kind:
+                    raise ValueError(f"classes are {_label_kind(np.asarray(classes), 'classes')}s but y holds {kind}s: "
+                                     "give labels of one type")
+                self._build(X, y, classes)
+            elif kind != _label_kind(self.classes_, "classes_"):
+                raise ValueError(f"y holds {kind} labels, but this learner's classes are {_label_kind(self.classes_, 'classes_')}s "
+                                 f"({', '.join(map(repr, self.classes_.tolist()[:3]))}, ...): give labels of the first batch's type")
+            x = self._as_input(X)
+        except BaseException:
+            if first:
+                for attr in set(vars(self)) - before:
+                    delattr(self, attr)
+            raise
         idx = self._encode(y)
-        x = self._as_input(X)
         self.strategy_.train(experience_of(x, idx, self._n_batches))
         self._n_batches += 1
         return self
@@ -143,8 +158,16 @@ class StreamLearner(ClassifierMixin, BaseEstimator):
 
     @classmethod
     def load(cls, path: str | Path | io.BytesIO, device: str | None = None) -> "StreamLearner":
-        """A learner saved by :meth:`save`, optionally on another ``device``; executes no code."""
-        return cls._from_record(load_record(path), device)
+        """A learner saved by :meth:`save`, optionally on another ``device``; executes no code. A file
+        that is damaged or was edited (its classes, sizes or tensors disagree) is a one-line ConfigError."""
+        record = load_record(path)
+        try:
+            return cls._from_record(record, device)
+        except ConfigError:
+            raise
+        except (KeyError, TypeError, AttributeError, ValueError, RuntimeError, IndexError) as e:
+            raise ConfigError(f"StreamLearner file {getattr(path, 'name', path)} cannot be restored ({type(e).__name__}: "
+                              f"{str(e).splitlines()[0] if str(e) else ''}); the file is damaged or was edited") from None
 
     def __getstate__(self) -> dict[str, Any]:  # pickle, joblib and copy go through the weights-only record
         state = {k: v for k, v in vars(self).items() if k not in ("strategy_", "prequential_")}
@@ -198,15 +221,25 @@ class StreamLearner(ClassifierMixin, BaseEstimator):
         if self.window < 1:
             raise ConfigError(f"window must be >= 1, got {self.window}")
         labels = np.unique(y) if classes is None else np.unique(np.asarray(classes))
-        self.classes_ = labels
-        self.input_shape_ = tuple(int(d) for d in X.shape[1:])
-        torch.manual_seed(self.seed)
+        if self.max_classes is not None and (not isinstance(self.max_classes, (int, np.integer)) or self.max_classes < 1):
+            raise ValueError(f"max_classes must be a positive integer or None, got {self.max_classes!r}")
+        input_shape = tuple(int(d) for d in X.shape[1:])
         capacity = max(len(labels), self.max_classes or 0)
+        config = self._config()
+        _check_memory(config, input_shape, capacity, f"StreamLearner({self.recipe!r}, max_classes={self.max_classes})")
+        torch.manual_seed(self.seed)
         self.prequential_ = PrequentialAccuracy(self.window, every=10**12)  # values read from the metric, not logged
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Avalanche warns that an evaluator without loggers logs nothing
-            self.strategy_ = build_strategy(self._config(), input_shape=self.input_shape_, num_classes=capacity,
-                                            device=resolve_device(self.device), evaluator=self._evaluator())
+            try:
+                strategy = build_strategy(config, input_shape=input_shape, num_classes=capacity,
+                                          device=resolve_device(self.device), evaluator=self._evaluator())
+            except (MemoryError, RuntimeError) as e:
+                if not isinstance(e, MemoryError) and "alloc" not in str(e):
+                    raise
+                raise ValueError(f"StreamLearner({self.recipe!r}): not enough memory for a model of {capacity} classes "
+                                 f"on inputs of shape {input_shape}; lower max_classes") from None
+        self.classes_, self.input_shape_, self.strategy_ = labels, input_shape, strategy
         self._n_batches = 0
 
     def _evaluator(self) -> EvaluationPlugin:
@@ -250,8 +283,98 @@ class StreamLearner(ClassifierMixin, BaseEstimator):
         meta = record.get("extra", {}).get("stream_learner")
         if meta is None:
             raise ConfigError("this learner file was not written by StreamLearner.save (use ffcl.learner_file.read_learner)")
-        learner = cls(**meta["params"])
+        _check_meta(meta, record)
+        try:
+            learner = cls(**meta["params"])
+        except TypeError as e:
+            raise ConfigError(f"StreamLearner file: its parameters do not fit StreamLearner ({e}); the file is damaged or was edited") from None
         if device is not None:
             learner.device = device
         learner._restore(record, device)
+        model = learner.strategy_.model
+        capacity = max(len(learner.classes_), meta["params"].get("max_classes") or 0)
+        if hasattr(model, "max_classes") and model.max_classes != capacity:
+            raise ConfigError(f"StreamLearner file: {len(learner.classes_)} classes, but its weights hold {model.max_classes}; "
+                              "the file is damaged or was edited")
         return learner
+
+
+def _label_kind(labels: np.ndarray, what: str) -> str:
+    """``"number"`` or ``"string"``: the type of every label (scikit-learn refuses a mix of the two)."""
+    if labels.dtype.kind in "biuf":
+        return "number"
+    if labels.dtype.kind in "US":
+        return "string"
+    kinds = {"string" if isinstance(v, str) else "number" if isinstance(v, (int, float, np.number)) and not isinstance(v, bool) else type(v).__name__
+             for v in labels.ravel().tolist()}
+    if len(kinds) != 1 or not kinds <= {"string", "number"}:
+        raise ValueError(f"{what} mixes label types ({', '.join(sorted(kinds))}): give labels of one type, numbers or strings")
+    return kinds.pop()
+
+
+def _check_meta(meta: Any, record: dict[str, Any]) -> None:
+    """A one-line ConfigError unless a StreamLearner file's own fields are whole and agree with its weights."""
+    def bad(why: str) -> ConfigError:
+        return ConfigError(f"StreamLearner file: {why}; the file is damaged or was edited")
+
+    fields = {"params": dict, "classes": list, "input_shape": list, "n_batches": int, "prequential": list}
+    if not isinstance(meta, dict):
+        raise bad("its StreamLearner fields are not a dict")
+    for key, kind in fields.items():
+        if not isinstance(meta.get(key), kind) or isinstance(meta.get(key), bool):
+            raise bad(f"{key!r} is missing or not a {kind.__name__}")
+    classes = meta["classes"]
+    try:
+        _label_kind(np.asarray(classes, dtype=object), "its classes")
+    except ValueError as e:
+        raise bad(str(e).split(":")[0]) from None
+    if not classes or len({repr(c) for c in classes}) != len(classes) or len(set(classes)) != len(classes):
+        raise bad("its classes are empty or repeated")
+    if record.get("class_names") is not None and record["class_names"] != [str(c) for c in classes]:
+        raise bad("its classes differ from the class names saved with its weights")
+    if len(classes) > record["num_classes"]:
+        raise bad(f"{len(classes)} classes, but its weights hold {record['num_classes']}")
+    if meta["input_shape"] != list(record["input_shape"]):
+        raise bad(f"input_shape {meta['input_shape']} differs from its weights' {record['input_shape']}")
+    p = meta["prequential"]
+    if len(p) != 2 or not all(isinstance(v, int) for v in p) or not 0 <= p[0] <= p[1] or meta["n_batches"] < 0:
+        raise bad("its counters are not counts")
+
+
+def _free_memory() -> int | None:
+    """Bytes this process may still allocate: the machine's available memory, or what is left
+    under its address-space limit (``ulimit -v``) if that is lower; None if unknown."""
+    import resource
+
+    free = []
+    try:
+        with open("/proc/meminfo") as f:
+            free += [int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:")]
+        limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if limit != resource.RLIM_INFINITY:
+            with open("/proc/self/statm") as f:
+                used = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+            free.append(limit - used)
+    except (OSError, ValueError):
+        pass
+    return min(free) if free else None
+
+
+def _check_memory(config: Any, input_shape: tuple[int, ...], capacity: int, what: str) -> None:
+    """A one-line ValueError if the model ``config`` builds for ``capacity`` classes would not fit
+    in memory: its size is read off the model built on PyTorch's ``meta`` device (no memory)."""
+    from .strategies import build_strategy
+
+    try:
+        with torch.device("meta"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = build_strategy(config, input_shape=input_shape, num_classes=capacity, device=torch.device("meta")).model
+    except ConfigError:
+        raise
+    except Exception:  # noqa: BLE001 - a learner that reads values while it is built: the allocation itself is guarded
+        return
+    need = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    free = _free_memory()
+    if free is not None and need > free:
+        raise ValueError(f"{what}: the model for {capacity} classes needs {need / 2**30:.1f} GiB, "
+                         f"more than the {max(free, 0) / 2**30:.1f} GiB free; lower max_classes")

@@ -7,7 +7,8 @@ import json
 import pytest
 
 from ffcl.cli import main
-from ffcl.compare import Cell, format_markdown, grid_cells, run_grid, summarize_runs, write_comparison
+from ffcl.config import to_dict
+from ffcl.compare import Cell, cell_config, format_markdown, grid_cells, run_grid, summarize_runs, write_comparison
 
 
 def _fake_run(path, strategy, seed, acc, forgetting):
@@ -93,7 +94,8 @@ def test_grid_never_deletes_what_ffcl_did_not_write(tmp_path):
         run_grid("split_digits", [Cell("naive", 0)], tmp_path / "grid", overrides=small, echo=lambda s: None)
     assert (mine / "notes.txt").read_text() == "the user's own file"
     (mine / "notes.txt").unlink()
-    (mine / "config.json").write_text("{}")  # an unfinished run of ffcl's own: cleared and run again
+    cfg = cell_config("split_digits", Cell("naive", 0), small)  # an unfinished run of ffcl's own: cleared and run again
+    (mine / "config.json").write_text(json.dumps(to_dict(cfg)))
     dirs, _ = run_grid("split_digits", [Cell("naive", 0)], tmp_path / "grid", overrides=small, echo=lambda s: None)
     assert (dirs[0] / "metrics.json").exists()
 

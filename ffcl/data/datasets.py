@@ -94,11 +94,12 @@ def default_data_root() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "ffcl"
 
 
-def load_dataset(name: str, data_root: str | Path | None = None, **kwargs: Any) -> TensorData:
+def load_dataset(name: str, data_root: str | Path | None = None, *, cache: bool = True, **kwargs: Any) -> TensorData:
     """Load a data set by name: one of :data:`DATASETS`, an alias, ``"npz:/path/file.npz"`` or
     ``"folder:/path/to/images"`` (one sub-folder of images per class).
 
-    ``data_root`` defaults to :func:`default_data_root`. Keyword arguments are passed to
+    ``data_root`` defaults to :func:`default_data_root`. ``cache=False`` reads an existing cache
+    but writes none (``--dry-run`` writes nothing). Other keyword arguments are passed to
     :func:`synthetic` and are an error for every other data set.
     """
     root = default_data_root() if data_root is None else Path(data_root).expanduser()
@@ -107,7 +108,7 @@ def load_dataset(name: str, data_root: str | Path | None = None, **kwargs: Any) 
         return _load_npz(Path(name[4:]).expanduser())
     if name.startswith("folder:"):
         _reject_options(name, kwargs)
-        return _load_folder(Path(name[7:]).expanduser(), root)
+        return _load_folder(Path(name[7:]).expanduser(), root, cache)
     key = _ALIASES.get(name.lower(), name.lower())
     if key not in DATASETS:
         raise DataError(f"unknown data set {name!r}: use one of {', '.join(DATASETS)}, "
@@ -122,13 +123,14 @@ def load_dataset(name: str, data_root: str | Path | None = None, **kwargs: Any) 
     if key == "digits":
         return _digits()
     decode, missing = _LOADERS[key]
-    cache = root / _CACHE_DIR / f"{key}.npz"
-    arrays = _read_cache(cache)
+    cached = root / _CACHE_DIR / f"{key}.npz"
+    arrays = _read_cache(cached)
     if arrays is None:
         arrays = decode(root)
         if arrays is None:
             raise DataError(missing.format(root=root, system=_SYSTEM_FMNIST_DIR))
-        _write_cache(cache, arrays)
+        if cache:
+            _write_cache(cached, arrays)
     return _tensor_data(key, *arrays)
 
 
@@ -436,6 +438,14 @@ def _load_npz(path: Path) -> TensorData:
     if not path.is_file():
         raise DataError(f"{path} not found: give an existing file as 'npz:/path/to/file.npz'")
     try:
+        with open(path, "rb") as f:
+            magic = f.read(2)
+    except OSError as exc:
+        raise DataError(f"cannot read {path} ({exc.strerror}): make it readable") from None
+    if magic != b"PK":  # an .npz is a zip archive; anything else would reach numpy's pickle fallback
+        raise DataError(f"{path} is not an npz file (not a zip archive, as numpy.savez writes): "
+                        "write it with numpy.savez(path, x=images, y=labels)")
+    try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = dict(npz)
     except (OSError, ValueError, TypeError, zipfile.BadZipFile) as exc:
@@ -451,8 +461,12 @@ def _load_npz(path: Path) -> TensorData:
         x, x_test, y, y_test = _split_test(x, y, path, "add x_test and y_test arrays")
     if len(x) != len(y) or len(x_test) != len(y_test) or x.shape[1:] != x_test.shape[1:]:
         raise DataError(f"{path}: images {x.shape} / {x_test.shape} do not fit labels {y.shape} / {y_test.shape}")
+    if "class_names" not in arrays:  # labels made dense: the classes are those present, named by their labels
+        present = np.unique(np.concatenate([y, y_test]))
+        y, y_test = np.searchsorted(present, y), np.searchsorted(present, y_test)
+        return _tensor_data(path.stem, x, y, x_test, y_test, tuple(str(int(c)) for c in present))
     n_classes = int(max(y.max(initial=0), y_test.max(initial=0))) + 1
-    names = tuple(str(s) for s in arrays.get("class_names", range(n_classes)))
+    names = tuple(str(s) for s in np.asarray(arrays["class_names"]).ravel())
     if len(names) < n_classes:
         raise DataError(f"{path}: {len(names)} class_names for labels up to {n_classes - 1}: add the missing names")
     return _tensor_data(path.stem, x, y, x_test, y_test, names)
@@ -489,7 +503,7 @@ _FOLDER_HINT = "put the images in one sub-folder per class, e.g. {path}/cat/1.pn
 _GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "F", "I;16", "I;16L", "I;16B", "I;16N"})
 
 
-def _load_folder(path: Path, root: Path) -> TensorData:
+def _load_folder(path: Path, root: Path, write_cache: bool = True) -> TensorData:
     """User images in class sub-folders, ``path/<class>/*`` or ``path/{train,test}/<class>/*`` (see docs/data.md).
 
     Classes and files are found and read by torchvision's ``ImageFolder``; the decoded images are
@@ -517,6 +531,8 @@ def _load_folder(path: Path, root: Path) -> TensorData:
     arrays = _read_cache(cache)
     if arrays is None:
         arrays = _decode_folder(path, parts)
+        if not write_cache:
+            return _tensor_data(path.name, *arrays)
         _write_cache(cache, arrays)
         if cache.parent not in _UNWRITABLE:  # drop the caches of earlier versions of this folder
             for old in cache.parent.glob(f"folder-{digest}-*.npz"):
