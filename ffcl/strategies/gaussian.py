@@ -102,7 +102,9 @@ class GaussianTemplate(TensorLoaders, SupervisedTemplate):
     experiences have trained it, the experience instead trains the features for the recipe's
     epochs (its optimiser on the local loss, no back-propagation across blocks) and then merges
     the experience's statistics with the trained features (its training accuracy then reads what
-    the model knew before the experience: 0 for classes it brings).
+    the model knew before the experience: 0 for classes it brings). A fixed feature map with a
+    ``fit_input`` method (``randumb``'s random Fourier features) is fitted once, to the first
+    experience's images, before their statistics are taken.
     """
 
     STATS_BATCH = 4096  # minibatch of a statistics pass
@@ -220,7 +222,7 @@ def _readout(ctx: BuildContext, dim: int, kind: str, shrinkage: float | str, ref
 
 
 @register_learner("slda")
-def slda(ctx: BuildContext, shrinkage: float | str = 1e-4, feature_extractor: str = "", covariance_refresh: int = 0) -> GaussianTemplate:
+def slda(ctx: BuildContext, shrinkage: float | str = "oas", feature_extractor: str = "", covariance_refresh: int = 0) -> GaussianTemplate:
     """Streaming LDA on raw pixels, or on the features of a TorchScript module saved at
     ``feature_extractor`` (``torch.jit.save``; loaded without unpickling). ``covariance_refresh``:
     samples merged before the covariance is factored again (0: after every update; see ffcl.readout)."""

@@ -40,10 +40,10 @@ class RandomFourierFeatures(nn.Module):
     :param input_shape: shape of one input.
     :param components: D, the number of features.
     :param gamma: the RBF kernel's gamma on normalised inputs, or ``"scale"`` (1 / (d var)).
-    :param seed: seed of W and b.
+    :param seed: seed of W and b (None: torch's global generator, which ``ffcl run`` seeds with the run's seed).
     """
 
-    def __init__(self, input_shape: tuple[int, ...], components: int, gamma: float | str = "scale", seed: int = 0) -> None:
+    def __init__(self, input_shape: tuple[int, ...], components: int, gamma: float | str = "scale", seed: int | None = None) -> None:
         super().__init__()
         if components < 1:
             raise ValueError(f"components must be >= 1, got {components}")
@@ -51,7 +51,7 @@ class RandomFourierFeatures(nn.Module):
             raise ValueError(f"gamma must be a positive number or \"scale\", got {gamma!r}")
         self.gamma, self.feature_size = gamma, components
         d = math.prod(input_shape)
-        g = torch.Generator().manual_seed(seed)
+        g = torch.Generator().manual_seed(seed) if seed is not None else None
         self.register_buffer("weight", torch.randn(d, components, generator=g))  # N(0, 1); scaled by sqrt(2 gamma)
         self.register_buffer("offset", torch.rand(components, generator=g) * (2 * math.pi))
         self.register_buffer("input_stats", torch.zeros(3))  # pixel mean, pixel std, sqrt(2 gamma)
@@ -84,12 +84,12 @@ def randumb(
     components: int = 4000,
     gamma: float | str = "scale",
     shrinkage: float | str = "oas",
-    seed: int = 0,
+    seed: int | None = None,
     covariance_refresh: int = 0,
 ) -> GaussianTemplate:
     """RanDumb: ``components`` random Fourier features of the normalised pixels (``gamma``:
-    "scale" or a number) under streaming LDA with ``shrinkage`` ("oas" or a number);
-    ``covariance_refresh`` as for ``slda``."""
+    "scale" or a number) under streaming LDA with ``shrinkage`` ("oas" or a number); ``seed``
+    draws the map (default: the run's seed); ``covariance_refresh`` as for ``slda``."""
     try:
         features = RandomFourierFeatures(ctx.input_shape, components, gamma, seed).to(ctx.device)
     except ValueError as e:
