@@ -16,6 +16,7 @@ Writes benchmarks/results/replay_free_anchors/randumb_check.json (or --out).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import time
@@ -49,9 +50,8 @@ def authors(x: np.ndarray, y: np.ndarray, xt: np.ndarray, yt: np.ndarray, compon
     return per_class_accuracy(yt, lda.predict(embed.transform(xt)))
 
 
-def streaming(name: str, components: int, seed: int) -> float:
+def streaming(data, components: int, seed: int) -> float:
     """ffcl's randumb recipe over the 5-experience stream, scored on the whole test set."""
-    data = load_dataset(name)
     stream = make_stream(data, n_experiences=5, seed=seed)
     cfg = load_strategy("randumb")
     cfg.learner_args = {**cfg.learner_args, "components": components, "seed": seed}
@@ -69,17 +69,20 @@ def main() -> None:
     p.add_argument("--datasets", default="mnist,fmnist")
     p.add_argument("--components", type=int, default=4000)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--limit", type=int, default=0, help="use only the first N training images (a quick trial)")
     p.add_argument("--out", default="benchmarks/results/replay_free_anchors/randumb_check.json")
     args = p.parse_args()
     rows = []
     for name in args.datasets.split(","):
         data = load_dataset(name)
+        if args.limit:
+            data = dataclasses.replace(data, x_train=data.x_train[:args.limit], y_train=data.y_train[:args.limit])
         x, xt = data.x_train.flatten(1).double().numpy(), data.x_test.flatten(1).double().numpy()
         t = time.perf_counter()
         ref = authors(x, data.y_train.numpy(), xt, data.y_test.numpy(), args.components, args.seed)
         t_ref = time.perf_counter() - t
         t = time.perf_counter()
-        ours = streaming(name, args.components, args.seed)
+        ours = streaming(data, args.components, args.seed)
         t_ours = time.perf_counter() - t
         rows.append({"dataset": name, "components": args.components, "seed": args.seed,
                      "authors_logic_acc": round(100 * ref, 2), "ffcl_randumb_acc": round(100 * ours, 2),
