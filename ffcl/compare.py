@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import ConfigError, RunConfig, apply_overrides, load_scenario, load_strategy, to_dict
+from .config import ConfigError, RunConfig, StrategyConfig, apply_overrides, from_dict, load_scenario, load_strategy, to_dict
 from .experiment import RunError, load_run_config, usable_cpus
 from .files import LAUNCHER_LOCKED, LOCK_FD_ENV, LOCK_FILE, atomic_path, lock_run_dir, refuse_link
 from .report import load_metrics
@@ -92,9 +92,22 @@ def cell_config(scenario: str, cell: Cell, overrides: Sequence[str] = (), device
 RECIPE_KEYS = ("scenario_name", "strategy_name", "seed", "scenario", "strategy")  # what must match for a run to be reused
 
 
+def _with_defaults(cfg: dict[str, Any]) -> dict[str, Any]:
+    """A run config with its learner's and plugins' defaults filled in, so that a recipe which states a
+    default and one which leaves it out compare equal; its loggers left out (they change no result)."""
+    from .strategies.registry import argument_defaults
+
+    st = cfg["strategy"]
+    defaults = argument_defaults(from_dict(StrategyConfig, st, "strategy"))
+    learner_args = {**defaults["learner_args"], **st.get("learner_args", {})}
+    plugins = {n: {**defaults["plugins"].get(n, {}), **(args or {})} for n, args in st.get("plugins", {}).items()}
+    st = {k: v for k, v in st.items() if k != "loggers"}  # where the figures are also logged: not the recipe
+    return {**cfg, "strategy": {**st, "learner_args": learner_args, "plugins": plugins}}
+
+
 def _check_same_recipe(run_dir: Path, wanted: RunConfig) -> None:
     """A one-line error if the run recorded in ``run_dir`` is not a run of ``wanted``."""
-    have, want = to_dict(load_run_config(run_dir)), to_dict(wanted)
+    have, want = (_with_defaults(to_dict(cfg)) for cfg in (load_run_config(run_dir), wanted))
     for key in RECIPE_KEYS:
         if have[key] != want[key]:
             diff = next((f"{key}.{k}: {have[key][k]!r} there, {want[key][k]!r} asked" for k in want[key] if have[key].get(k) != want[key][k]),

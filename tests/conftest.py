@@ -20,6 +20,10 @@ if str(ROOT) not in sys.path:  # plain `pytest` (not `python -m pytest`) on an u
 torch.set_num_threads(1)
 
 from ffcl.config import RunConfig, apply_overrides, load_scenario, load_strategy  # noqa: E402
+import ffcl.experiment  # noqa: E402,F401  (torch and Avalanche, imported once)
+from ffcl.metrics.memory import freeze_imported_objects  # noqa: E402
+
+freeze_imported_objects()  # every run collects garbage after each experience: not through the modules' objects
 
 SMALL = ["strategy.hidden=[32]"]
 BUILT_IN = ("digits", "synthetic")  # data that every installation has

@@ -163,6 +163,32 @@ def test_a_finished_run_of_another_recipe_is_not_reused(tmp_path, capsys):
     assert main(base) == 0 and "finished earlier, reused" in capsys.readouterr().out
 
 
+def test_a_run_whose_recipe_stated_a_default_is_reused(tmp_path, capsys):
+    """A recipe that states a default value and one that leaves it out are the same recipe: a run made
+    when the recipe said `shrinkage = 1e-4` explicitly is reused when the recipe no longer says it."""
+    import json
+
+    out = tmp_path / "g"
+    base = ["compare", "--strategies", "slda", "--seeds", "0", "--out", str(out)]
+    assert main(base) == 0
+    config = out / "slda-seed0" / "config.json"
+    recorded = json.loads(config.read_text())
+    from ffcl.config import StrategyConfig, from_dict
+    from ffcl.strategies.registry import argument_defaults
+
+    defaults = argument_defaults(from_dict(StrategyConfig, recorded["strategy"], "strategy"))["learner_args"]
+    assert defaults, "slda has arguments with defaults"
+    recorded["strategy"]["learner_args"] = {**defaults, **recorded["strategy"]["learner_args"]}
+    config.write_text(json.dumps(recorded))
+    capsys.readouterr()
+    assert main(base) == 0 and "finished earlier, reused" in capsys.readouterr().out
+    key, value = next(iter(defaults.items()))
+    other = value + 1 if isinstance(value, (int, float)) and not isinstance(value, bool) else not value
+    recorded["strategy"]["learner_args"][key] = other  # a value that is not the default: another recipe
+    config.write_text(json.dumps(recorded))
+    assert main(base) == 2 and "holds a run of another recipe" in capsys.readouterr().err
+
+
 def test_repeated_grid_values_are_refused(tmp_path, capsys):
     assert main(["compare", "--strategies", "ncm", "--grid", "strategy.lr=1e-3,1e-3", "--out", str(tmp_path / "g")]) == 2
     assert "repeated" in capsys.readouterr().err and not (tmp_path / "g").exists()

@@ -67,7 +67,9 @@ def dataset_tensors(ds: Any, device: torch.device | str = "cpu") -> list[torch.T
         raise ValueError("cannot load an empty dataset")
     tensors = _direct(ds)
     if tensors is None:
-        batches = list(DataLoader(ds, batch_size=1024, shuffle=False))
+        # a private generator: creating a DataLoader's iterator draws a seed, which must not move the
+        # global RNG (whether a dataset takes this path can differ between a run and its resume)
+        batches = list(DataLoader(ds, batch_size=1024, shuffle=False, generator=torch.Generator()))
         tensors = [torch.cat([torch.as_tensor(b[i]) for b in batches]) for i in range(min(3, len(batches[0])))]
         if len(tensors) == 2:  # no task labels: task 0
             tensors.append(torch.zeros(len(tensors[0]), dtype=torch.long))

@@ -11,7 +11,9 @@ import sys
 
 import torch
 
-__all__ = ["peak_memory_mb", "resident_memory_mb"]
+__all__ = ["peak_memory_mb", "resident_memory_mb", "freeze_imported_objects"]
+
+_frozen = False
 
 
 def peak_memory_mb(device: torch.device | str = "cpu") -> float:
@@ -41,3 +43,15 @@ def resident_memory_mb(device: torch.device | str = "cpu") -> float:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
     except (OSError, ValueError, IndexError):
         return peak_memory_mb(device)
+
+
+def freeze_imported_objects() -> None:
+    """Move every object alive now into the garbage collector's permanent generation (``gc.freeze``),
+    once per process. Call it after the imports: :func:`resident_memory_mb` collects garbage after
+    every experience, and a full collection that walks the ~500,000 objects of torch's and
+    Avalanche's modules costs about half a second each time; frozen, it costs milliseconds."""
+    global _frozen
+    if not _frozen:
+        gc.collect()
+        gc.freeze()
+        _frozen = True
