@@ -279,7 +279,10 @@ def main(argv: list[str] | None = None) -> int:
     from .data import DataError
     from .experiment import RunError
     from .files import WriteError
+    from .metrics.memory import freeze_imported_objects
     from .trust import UntrustedCheckpoint
+
+    freeze_imported_objects()  # torch's and Avalanche's modules: no garbage collection walks them again
 
     try:
         if args.command == "run":
@@ -299,15 +302,17 @@ def main(argv: list[str] | None = None) -> int:
         else:
             for kind in ("scenarios", "strategies"):
                 print(f"{kind}: {', '.join(list_recipes(kind))}")
-    except (ConfigError, DataError, RunError, UntrustedCheckpoint, WriteError) as err:
+    except WriteError as err:
+        print(f"ffcl: error: {err}, then {_AFTER_WRITE_ERROR.get(args.command, 'run the command again')}", file=sys.stderr)
+        return 2
+    except (ConfigError, DataError, RunError, UntrustedCheckpoint) as err:
         print(f"ffcl: error: {err}", file=sys.stderr)
         return 2
     except OSError as err:
         if err.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EROFS):
             raise
-        how = "ffcl adapt --resume DIR" if args.command == "adapt" else "ffcl run --resume RUN_DIR"
-        print(f"ffcl: error: {err.strerror} ({err.filename or 'writing'}): free space or fix permissions; "
-              f"the last checkpoint is intact, continue with `{how}`", file=sys.stderr)
+        print(f"ffcl: error: {err.strerror} ({err.filename or 'writing'}): free space or fix permissions, "
+              f"then {_AFTER_WRITE_ERROR.get(args.command, 'run the command again')}", file=sys.stderr)
         return 2
     except subprocess.CalledProcessError as err:
         print(f"ffcl: error: `{' '.join(map(str, err.cmd))}` failed (exit {err.returncode})", file=sys.stderr)
@@ -317,6 +322,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ffcl: interrupted; continue with `{how}`", file=sys.stderr)
         return 130
     return 0
+
+
+_AFTER_WRITE_ERROR = {  # what to do once the disk has room again, per command
+    "run": "continue with `ffcl run --resume RUN_DIR` (the last checkpoint is intact)",
+    "adapt": "continue with `ffcl adapt DIR --resume` (the last checkpoint is intact)",
+    "compare": "run the same `ffcl compare` again (finished runs are reused)",
+    "report": "run `ffcl report` again",
+}
 
 
 if __name__ == "__main__":
