@@ -362,6 +362,32 @@ def test_folder_flat_layout_gets_stratified_split(tmp_path):
     assert_same(data, load_dataset(f"npz:{tmp_path / 'same.npz'}"))
 
 
+def test_folder_links_are_not_followed_out_of_their_class(tmp_path):
+    """issue 26: `cat/loop -> ..` turned 12 images into thousands, other classes' images labelled
+    "cat", the same images in train and test. Links to folders are not descended, a link to a file
+    outside its class folder is skipped, and each file is read once."""
+    write_class_folders(tmp_path / "p", {"cat": 6, "dog": 6})
+    cat = tmp_path / "p" / "cat"
+    (cat / "loop").symlink_to("..", target_is_directory=True)
+    (cat / "sub").symlink_to(tmp_path / "p" / "dog", target_is_directory=True)
+    (cat / "dog.png").symlink_to(tmp_path / "p" / "dog" / "0.png")  # another class's image
+    (cat / "again.png").symlink_to(cat / "0.png")  # the same file twice
+    with pytest.warns(UserWarning, match="skipped 3 link"):
+        data = load_dataset(f"folder:{tmp_path / 'p'}", tmp_path / "root")
+    assert len(data.y_train) + len(data.y_test) == 12
+    assert torch.cat([data.y_train, data.y_test]).bincount().tolist() == [6, 6]  # no dog labelled cat
+    x = torch.cat([data.x_train, data.x_test]).flatten(1)
+    assert len(torch.unique(x, dim=0)) == 12  # every image once
+
+
+def test_folder_image_in_both_splits_is_refused(tmp_path):
+    write_class_folders(tmp_path / "d" / "train", {"a": 3, "b": 2}, (4, 4))
+    write_class_folders(tmp_path / "d" / "test", {"a": 1, "b": 1}, (4, 4))
+    os.link(tmp_path / "d" / "train" / "a" / "1.png", tmp_path / "d" / "test" / "a" / "leak.png")  # a hard link
+    with pytest.raises(DataError, match="in both train/ and test/"):
+        load_dataset(f"folder:{tmp_path / 'd'}", tmp_path / "root")
+
+
 def test_folder_train_test_layout(tmp_path):
     write_class_folders(tmp_path / "d" / "train", {"a": 3, "b": 2}, (4, 4))
     test_pixels = write_class_folders(tmp_path / "d" / "test", {"a": 1, "b": 1}, (4, 4))

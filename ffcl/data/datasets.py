@@ -520,6 +520,10 @@ def _load_folder(path: Path, root: Path, write_cache: bool = True) -> TensorData
             raise DataError(f"{path} has {have.name}/ but no {lack.name}/: add {lack}/<class>/ folders, or "
                             f"rename the class folder {have.name!r} to use the layout {path}/<class>/")
         parts = [_image_folder(train), _image_folder(test)]
+        both = _same_files(parts[0].samples, parts[1].samples)
+        if both:
+            raise DataError(f"{path}: {len(both)} image(s) are in both train/ and test/ (e.g. {both[0]}, a link to a training "
+                            "image): a test image must not be trained on; remove the link")
         if parts[0].classes != parts[1].classes:
             only_train, only_test = (sorted(set(a.classes) - set(b.classes)) for a, b in (parts, parts[::-1]))
             raise DataError(f"{train} and {test} have different class folders (only in train: {only_train}, "
@@ -557,6 +561,11 @@ def _image_folder(folder: Path) -> ImageFolder:
                 raise DataError(f"{directory} has no class sub-folders: " + _FOLDER_HINT.format(path=directory))
             return classes, {c: i for i, c in enumerate(classes)}
 
+        @staticmethod
+        def make_dataset(directory: str | Path, class_to_idx: dict[str, int], extensions: Any = None,
+                         is_valid_file: Any = None, allow_empty: bool = False) -> list[tuple[str, int]]:
+            return _class_files(Path(directory), class_to_idx, is_valid_file)
+
     def is_image(file: str) -> bool:
         return not os.path.basename(file).startswith(".") and has_file_allowed_extension(file, IMG_EXTENSIONS)
 
@@ -569,6 +578,44 @@ def _image_folder(folder: Path) -> ImageFolder:
         raise DataError(f"{folder}: no images ({', '.join(IMG_EXTENSIONS)}) in the class folder(s) "
                         f"{', '.join(empty)}: add images or remove those folders")
     return ds
+
+
+def _class_files(directory: Path, class_to_idx: dict[str, int], is_image: Callable[[str], bool]) -> list[tuple[str, int]]:
+    """(file, class) for every image under ``directory/<class>/``, each file (inode) once: links to
+    folders are not descended (torchvision's walk follows them, so ``cat/loop -> ..`` read every class
+    as "cat"), and a link to a file is taken only if the file lies inside its own class folder."""
+    samples: list[tuple[str, int]] = []
+    seen: set[tuple[int, int]] = set()
+    skipped = 0
+    for name, target in sorted(class_to_idx.items(), key=lambda kv: kv[1]):
+        class_dir = os.path.realpath(directory / name)
+        for root, dirs, files in os.walk(directory / name, followlinks=False):
+            skipped += sum(os.path.islink(os.path.join(root, d)) for d in dirs)
+            dirs.sort()
+            for file in sorted(files):
+                full = os.path.join(root, file)
+                if not is_image(full):
+                    continue
+                if os.path.commonpath([os.path.realpath(full), class_dir]) != class_dir:
+                    skipped += 1
+                    continue
+                if _inode(full) not in seen:
+                    seen.add(_inode(full))
+                    samples.append((full, target))
+    if skipped:
+        warnings.warn(f"{directory}: skipped {skipped} link(s) that lead out of their class folder", stacklevel=4)
+    return samples
+
+
+def _same_files(a: list[tuple[str, int]], b: list[tuple[str, int]]) -> list[str]:
+    """The files of ``b`` that are also files of ``a`` (the same inode: a link)."""
+    ids = {_inode(f) for f, _ in a}
+    return [f for f, _ in b if _inode(f) in ids]
+
+
+def _inode(file: str) -> tuple[int, int]:
+    st = os.stat(file)
+    return st.st_dev, st.st_ino
 
 
 def _open_image(file: str) -> Image:
