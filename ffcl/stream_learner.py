@@ -212,6 +212,9 @@ class StreamLearner(ClassifierMixin, BaseEstimator):
         cfg.batch_size, cfg.epochs = int(self.batch_size), int(self.epochs)
         cfg.learner_args = {**cfg.learner_args, **(self.learner_args or {})}
         cfg.validate(f"StreamLearner({self.recipe!r})")
+        if cfg.loggers:
+            raise ConfigError(f"StreamLearner({self.recipe!r}): the recipe's loggers ({', '.join(cfg.loggers)}) need a run directory, "
+                              "which a StreamLearner has none of: use a recipe without `loggers`, or `ffcl run --logger`")
         return cfg
 
     def _build(self, X: np.ndarray, y: np.ndarray, classes: Any) -> None:

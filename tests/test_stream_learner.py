@@ -191,3 +191,14 @@ def test_an_avalanche_strategy_learns_from_an_iterable(digits):
         assert len(read) == i + 1  # nothing is read ahead
         strategy.train(exp)
     assert metric.samples == 640 and [p["samples"] for p in metric.curve] == [320, 640]
+
+
+def test_a_recipe_with_loggers_is_refused(tmp_path):
+    """A recipe's loggers write into a run directory; a StreamLearner has none, so it refuses them
+    instead of silently logging nowhere."""
+    (tmp_path / "logged.toml").write_text('extends = "ncm"\nloggers = ["csv"]\n')
+    learner = StreamLearner(str(tmp_path / "logged.toml"))
+    X, y = np.random.default_rng(0).random((6, 4)).astype(np.float32), np.array([0, 1, 0, 1, 0, 1])
+    with pytest.raises(ConfigError, match="loggers"):
+        learner.partial_fit(X, y, classes=[0, 1])
+    assert not hasattr(learner, "classes_")
