@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
-import platform
 import time
 from pathlib import Path
 
@@ -32,6 +30,8 @@ from sklearn.metrics import confusion_matrix
 from ffcl.config import load_strategy
 from ffcl.data import load_dataset, make_stream
 from ffcl.strategies import build_strategy
+
+from _common import check_benchmark, write_benchmark
 
 
 def per_class_accuracy(y: np.ndarray, pred: np.ndarray) -> float:
@@ -70,8 +70,11 @@ def main() -> None:
     p.add_argument("--components", type=int, default=4000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--limit", type=int, default=0, help="use only the first N training images (a quick trial)")
-    p.add_argument("--out", default="benchmarks/results/replay_free_anchors/randumb_check.json")
+    p.add_argument("--out", type=Path, default=Path("benchmarks/results/replay_free_anchors/randumb_check.json"))
+    p.add_argument("--dry-run", action="store_true", help="check the arguments, recipe and data sets; run nothing")
     args = p.parse_args()
+    if args.dry_run:
+        return print(check_benchmark(strategies=["randumb"], datasets=args.datasets.split(",")))
     rows = []
     for name in args.datasets.split(","):
         data = load_dataset(name)
@@ -88,11 +91,7 @@ def main() -> None:
                      "authors_logic_acc": round(100 * ref, 2), "ffcl_randumb_acc": round(100 * ours, 2),
                      "difference": round(100 * (ours - ref), 2), "authors_time_s": round(t_ref, 1), "ffcl_time_s": round(t_ours, 1)})
         print(rows[-1], flush=True)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"command": "python benchmarks/randumb_check.py " + " ".join(
-        f"--{k} {v}" for k, v in vars(args).items()), "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
-        "rows": rows}, indent=1) + "\n")
+    write_benchmark(args.out, rows=rows)
 
 
 if __name__ == "__main__":
