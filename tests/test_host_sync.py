@@ -63,11 +63,12 @@ class HostSyncs(SupervisedPlugin):
         self.ops += self._mode.ops
 
 
-def _train(recipe: str, evaluator=None, online: bool = False, extra=()) -> HostSyncs:  # type: ignore[no-untyped-def]
+def _train(recipe: str, evaluator=None, online: bool = False, extra=(), **learner_args) -> HostSyncs:  # type: ignore[no-untyped-def]
     digits = load_dataset("digits")
     stream = make_stream(digits, 5)
     cfg = load_strategy(recipe)
     cfg.hidden, cfg.epochs, cfg.batch_size = [64, 64], 1, 10 if online else 128
+    cfg.learner_args.update(learner_args)
     syncs = HostSyncs()  # first, so its epoch spans the other plugins' per-iteration hooks
     strategy = build_strategy(cfg, input_shape=(1, 8, 8), num_classes=10, extra_plugins=[syncs, *extra], evaluator=evaluator)
     for exp in list(stream.train_stream)[:3]:
@@ -81,6 +82,14 @@ def test_no_training_step_waits_for_the_host(recipe):
     syncs = _train(recipe)
     assert syncs.iterations >= 9
     assert not syncs.ops, f"{recipe}: syncing ops in the training loop: {dict(syncs.ops)}"
+
+
+@pytest.mark.parametrize("recipe", ["sffa", "df", "ff"])
+def test_a_candidate_cascade_scores_without_waiting_for_the_host(recipe):
+    """The cascade keeps a fixed number of candidates per block (top-k, gather; no boolean mask)."""
+    syncs = _train(recipe, cascade=[2])
+    assert syncs.iterations >= 9
+    assert not syncs.ops, f"{recipe} with a cascade: syncing ops in the training loop: {dict(syncs.ops)}"
 
 
 def test_prequential_accuracy_reads_its_hits_in_bulk():

@@ -206,6 +206,17 @@ class FFBlock(nn.Module):
         return h.view(z.shape), self.pass_on(vals, idx, detach)
 
 
+def _keep(below: Below, keep: torch.Tensor, n: int) -> Below:
+    """What a block passes on (:data:`Below`; rows [B*n, ...] or [B, n, ...]) for the candidates
+    ``keep`` [B, k] (positions among the n) only."""
+    if below is None or isinstance(below, tuple):
+        return below if below is None else tuple(_keep(t, keep, n) for t in below)  # type: ignore[return-value]
+    b, k = keep.shape
+    rows = below.reshape(b, n, -1)
+    kept = rows.gather(1, keep[..., None].expand(b, k, rows.shape[-1]))
+    return kept.reshape(b * k, *below.shape[1:]) if below.shape[0] == b * n else kept.reshape(b, k, *below.shape[2:])
+
+
 class FFNet(nn.Module):
     """A stack of :class:`FFBlock` trained by a layer-local :class:`Objective`.
 
@@ -216,6 +227,7 @@ class FFNet(nn.Module):
     """
 
     standardize_input: bool = False  # class default: networks pickled before the option existed still load
+    cascade: tuple[int, ...] = ()  # candidates kept after each block (:meth:`set_cascade`); empty: exhaustive
 
     def __init__(
         self,
@@ -314,31 +326,91 @@ class FFNet(nn.Module):
         """Per-layer goodness [B, K, L] of a list of activities."""
         return torch.stack([self.objective.goodness(a) for a in acts], dim=-1)
 
+    def set_cascade(self, cascade: tuple[int, ...] | list[int]) -> None:
+        """Score candidates through a cascade: after block i keep the ``cascade[i]`` best candidates
+        (by the score accumulated so far) and run the deeper blocks on those alone; empty: every
+        candidate through every block (exhaustive, exact). ValueError for values a net cannot use."""
+        cascade = tuple(cascade)
+        if any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in cascade):
+            raise ValueError(f"cascade values are candidates kept after each block and must be integers >= 1, got {list(cascade)}")
+        if len(cascade) >= len(self.blocks):
+            raise ValueError(f"cascade gives the candidates kept after each block but the last: a net of {len(self.blocks)} "
+                             f"block(s) takes at most {len(self.blocks) - 1} value(s), got {list(cascade)}")
+        self.cascade = cascade
+
+    def _pruning_key(self, gs: list[torch.Tensor]) -> torch.Tensor:
+        """The score accumulated over the blocks run so far (goodness of those among the scoring
+        layers; of all of them when none scores yet, e.g. FF's unscored first block)."""
+        scored = [g for i, g in enumerate(gs) if i in self.score_layers] or gs
+        return torch.stack(scored, -1).sum(-1)
+
+    def candidate_scores(self, x: torch.Tensor, labels: torch.Tensor, sparse: bool = False,
+                         cascade: tuple[int, ...] = ()) -> torch.Tensor:
+        """Candidate scores [B, K]: goodness summed over the scoring layers, block by block.
+
+        ``sparse`` (k-WTA networks, no gradient needed): from the winners alone, without building
+        the dense activities (the goodness of an objective that sums over units is that of the winners).
+        ``cascade``: after block i only the ``cascade[i]`` candidates with the best score so far go on
+        (:meth:`set_cascade`); a pruned candidate's score is its partial score shifted below every
+        candidate that went further, so the ranking (argmax, hardest negatives) is the cascade's, but its
+        value is no goodness. Survivors keep their original order and are picked by top-k and gather
+        with fixed sizes (no host synchronisation); with every k >= K the result is exhaustive scoring's
+        bit for bit.
+        """
+        x = self.encode(x)
+        b, K = labels.shape
+        gs: list[torch.Tensor] = []
+        pos, pruned, below = None, [], None
+        for i, block in enumerate(self.blocks):
+            if sparse:
+                z = block.activation(x, self.codes, labels, below)
+                vals, idx = block.winners(z)
+                h = vals.flatten(-2)
+                if not self.objective.sums_over_units:
+                    h = torch.zeros_like(z).view(vals.shape[:-1] + (-1,)).scatter_(-1, idx, vals).view_as(z)
+                gs.append(self.objective.goodness(h))
+                below = block.pass_on(vals, idx) if i + 1 < len(self.blocks) else None
+            else:
+                a, below = block(x, self.codes, labels, below)
+                gs.append(self.objective.goodness(a))
+            if i < len(cascade) and i + 1 < len(self.blocks):
+                n = labels.shape[1]
+                k = min(cascade[i], n)
+                key = self._pruning_key(gs)
+                order = key.argsort(dim=1, descending=True)  # fixed-size sort: no host synchronisation
+                keep = order[:, :k].sort(dim=1).values  # survivors in their original order
+                if pos is None:
+                    pos = torch.arange(K, device=labels.device).expand(b, K)
+                if k < n:
+                    pruned.append((pos.gather(1, order[:, k:]), key.gather(1, order[:, k:])))
+                pos, labels = pos.gather(1, keep), labels.gather(1, keep)
+                gs = [g.gather(1, keep) for g in gs]
+                below = _keep(below, keep, n)
+        final = torch.stack([gs[i] for i in self.score_layers], -1).sum(-1)
+        if pos is None:
+            return final
+        out = final.new_empty(b, K).scatter_(1, pos, final)
+        floor = final.amin(1, keepdim=True)
+        for where, key in reversed(pruned):  # each stage's pruned candidates below all that went further
+            shifted = key - key.amax(1, keepdim=True) + floor - 1
+            out.scatter_(1, where, shifted)
+            floor = shifted.amin(1, keepdim=True)
+        return out
+
     def scores(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Candidate scores [B, K]: goodness summed over the scoring layers."""
-        return self.goodness(self.activities(x, labels))[..., self.score_layers].sum(-1)
+        """Candidate scores [B, K]: goodness summed over the scoring layers (every candidate through every block)."""
+        return self.candidate_scores(x, labels)
 
     def sparse_scores(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """The same scores as :meth:`scores` for k-WTA networks, without building the dense
         activities: the goodness of an objective that sums over units is that of the winners alone."""
-        x = self.encode(x)
-        total, below = 0, None
-        for i, block in enumerate(self.blocks):
-            z = block.activation(x, self.codes, labels, below)
-            vals, idx = block.winners(z)
-            if i in self.score_layers:
-                h = vals.flatten(-2)
-                if not self.objective.sums_over_units:
-                    h = torch.zeros_like(z).view(vals.shape[:-1] + (-1,)).scatter_(-1, idx, vals).view_as(z)
-                total = total + self.objective.goodness(h)
-            below = block.pass_on(vals, idx)
-        return total
+        return self.candidate_scores(x, labels, sparse=True)
 
     def infer_scores(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """:meth:`scores`, computed sparsely when no gradient is needed and every block has k-WTA."""
-        if not torch.is_grad_enabled() and all(b.sparse for b in self.blocks):
-            return self.sparse_scores(x, labels)
-        return self.scores(x, labels)
+        """:meth:`candidate_scores` through the net's cascade (:meth:`set_cascade`), computed
+        sparsely when no gradient is needed and every block has k-WTA."""
+        sparse = not torch.is_grad_enabled() and all(b.sparse for b in self.blocks)
+        return self.candidate_scores(x, labels, sparse, self.cascade)
 
     def chunked_scores(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """:meth:`infer_scores` in chunks of at most ``max_rows`` candidate rows (images x labels)."""

@@ -50,6 +50,7 @@ TEMPLATE_OPTIONS: dict[str, Any] = {
     "peer_normalization": 0.0,
     "training_scores": True,
     "hard_candidates": 0,
+    "cascade": (),
 }
 """The FF template's options and their defaults: what every FF learner takes under ``learner_args``
 (ffcl.strategies.register_learner; a learner may change a default or refuse an option its objective
@@ -179,6 +180,10 @@ class FFTemplate(TensorLoaders, SupervisedTemplate):
         image, more than the update itself on a conv net; ``False`` skips it unless hardest negatives
         need it, and the training output is then all ``NEG`` (no training accuracy; online runs,
         which report prequential accuracy, refuse it).
+    :param cascade: candidates kept after each block but the last when scoring (evaluation, the
+        training-time scoring pass, hardest negatives): after block i only the ``cascade[i]`` labels
+        with the best score so far run through the deeper blocks (:meth:`FFNet.set_cascade
+        <ffcl.nn.ff.FFNet.set_cascade>`); empty (the default): every seen class through every block.
     """
 
     training_scores: bool = True  # class default: strategies checkpointed before the option existed still load
@@ -200,6 +205,7 @@ class FFTemplate(TensorLoaders, SupervisedTemplate):
         peer_normalization: float = 0.0,
         training_scores: bool = True,
         hard_candidates: int = 0,
+        cascade: list[int] = (),  # type: ignore[assignment]  (a tuple: an immutable default)
         **kwargs: Any,
     ) -> None:
         if negatives not in NEGATIVES:
@@ -216,6 +222,10 @@ class FFTemplate(TensorLoaders, SupervisedTemplate):
             raise ConfigError(f"hard_candidates = {hard_candidates} needs negatives = 'hardest', training_scores = false and "
                               f"at least n_negatives ({n_negatives}) candidates; set it to 0 to score every class")
         check_plugins(kwargs.get("plugins") or [])
+        try:
+            model.set_cascade(cascade)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
         kwargs.setdefault("criterion", ScoreCrossEntropy())
         super().__init__(model=model, optimizer=optimizer, **kwargs)
         if peer_normalization and not all(hasattr(b, "mean_activity") for b in model.blocks):
