@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from ffcl.compare import format_markdown, grid_cells, run_grid, summarize_runs, write_comparison
-from ffcl.experiment import check_benchmark, write_benchmark
+from _common import check_benchmark, write_benchmark  # noqa: E402 (benchmarks/_common.py)
 
 GRID = "ncm,slda,genclass,replay_free,naive,ewc,si,lwf,replay,gem,agem,gdumb,joint,ff,sffa,sffa_alloc,sffa_replay"  # the replay-free anchors first: they stay in every table
 MORE = "sffa_ewc,sffa_agem,sffa_alloc_shift,sffa_replay_shift"  # add with --strategies (A-GEM on SFFA alone takes ~13 min; the shift variants are for digits)

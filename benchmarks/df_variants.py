@@ -15,7 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from ffcl.experiment import check_benchmark, write_benchmark
+from _common import check_benchmark, write_benchmark  # noqa: E402 (benchmarks/_common.py)
 
 VARIANTS = {
     "npair_k4_collab": [],  # the default: N-pair margin over 4 negatives, layer collaboration

@@ -28,7 +28,7 @@ import numpy as np
 
 from ffcl.config import load_strategy
 from ffcl.data import load_dataset
-from ffcl.experiment import check_benchmark, write_benchmark
+from _common import check_benchmark, write_benchmark  # noqa: E402 (benchmarks/_common.py)
 from ffcl.strategies import build_strategy
 
 

@@ -36,7 +36,7 @@ import torch
 from torch.utils.checkpoint import checkpoint
 
 from ffcl.config import NAMED_NETS, load_strategy
-from ffcl.experiment import check_benchmark, write_benchmark
+from _common import check_benchmark, write_benchmark  # noqa: E402 (benchmarks/_common.py)
 from ffcl.strategies import build_strategy
 
 LEARNERS = {  # name: (recipe, learner_args)

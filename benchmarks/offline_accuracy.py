@@ -26,7 +26,8 @@ from pathlib import Path
 import torch
 
 from ffcl.data import load_dataset
-from ffcl.experiment import check_benchmark, load_learner, write_benchmark
+from _common import check_benchmark, write_benchmark  # noqa: E402 (benchmarks/_common.py)
+from ffcl.experiment import load_learner
 from ffcl.nn import MLP
 
 CHUNK = 100  # images per inference call (x10 candidates = 1000 rows, the cache-friendly size)

@@ -27,7 +27,7 @@ from avalanche.training.plugins import EvaluationPlugin
 
 from ffcl.config import load_strategy
 from ffcl.data import TensorData, load_dataset, make_stream
-from ffcl.experiment import check_benchmark, write_benchmark
+from _common import check_benchmark, write_benchmark  # noqa: E402 (benchmarks/_common.py)
 from ffcl.nn.ff import FFNet
 from ffcl.strategies import build_strategy
 from ffcl.strategies.ff_template import sample_negatives

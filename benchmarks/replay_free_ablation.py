@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from ffcl.compare import COLUMNS, format_markdown, grid_cells, run_grid, summarize_runs
-from ffcl.experiment import check_benchmark, write_benchmark
+from _common import check_benchmark, write_benchmark  # noqa: E402 (benchmarks/_common.py)
 
 RF = "strategy.learner_args"
 VARIANTS = {  # name (also the run directory): overrides of the replay_free recipe (4000 units, standardised images)

@@ -31,7 +31,8 @@ from ffcl import StreamLearner
 from ffcl.config import RunConfig, load_scenario, load_strategy
 from ffcl.data import load_dataset, make_stream
 from ffcl.data.loaders import dataset_tensors
-from ffcl.experiment import check_benchmark, run_experiment, write_benchmark
+from _common import check_benchmark, write_benchmark  # noqa: E402 (benchmarks/_common.py)
+from ffcl.experiment import run_experiment
 
 
 def stream_batches(stream, batch: int, seed: int, limit: int):

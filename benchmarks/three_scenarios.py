@@ -24,7 +24,7 @@ import statistics
 from pathlib import Path
 
 from ffcl.compare import Cell, run_grid
-from ffcl.experiment import check_benchmark, write_benchmark
+from _common import check_benchmark, write_benchmark  # noqa: E402 (benchmarks/_common.py)
 
 KINDS = {"class": "", "domain": "_domain", "task": "_task"}  # scenario name suffix of each kind
 COMMON = ["strategy.hidden=[1400, 1400]", "strategy.epochs=2", "strategy.batch_size=512", "strategy.lr=0.001",

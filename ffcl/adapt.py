@@ -33,22 +33,18 @@ from avalanche.evaluation.metrics import accuracy_metrics, loss_metrics
 from avalanche.logging import TextLogger
 from avalanche.training.plugins import EvaluationPlugin
 
+from . import trust
+from .checkpoint import CHECKPOINT, load_learner
 from .config import RunConfig
 from .data import DataError, TensorData, load_dataset, make_stream
-from .experiment import (
-    CHECKPOINT,
-    RunError,
-    _write_json,
-    build_stream,
-    load_learner,
-    load_run_config,
-    resolve_device,
-    strategy_config,
-    write_checkpoint,
-)
-from .learner_file import LEARNER_FILE, load_record, save_learner
+from .experiment import build_stream, strategy_config
+from .learner_file import LEARNER_FILE, load_record
 from .loggers import close_loggers, make_loggers
-from .metrics import AnytimeAccuracy, accuracy_row, peak_memory_mb
+from .loop import Step, evaluate_row, resolve_device, train_loop
+from .metrics import AnytimeAccuracy, peak_memory_mb
+from .metrics.matrix import accuracy_drop
+from .metrics.summary import matrix_summary
+from .rundir import RunError, check_data_route, load_run_config, write_config, write_json
 
 __all__ = ["adapt_run", "relabel"]
 
@@ -115,18 +111,20 @@ def adapt_run(
         if (out / "metrics.json").exists():
             raise RunError(f"{out} has already finished (metrics.json exists); nothing to resume")
         settings = saved["adapt"]
+        check_data_route(out, settings["data"], settings["data_root"], trust_checkpoint, "start the adaptation again")
     else:
         if source is None or data is None:
             raise RunError("a new adaptation needs the source run directory and --data")
         settings = dict(source=str(source), data=data, n_experiences=n_experiences, epochs=epochs,
-                        online=online, data_root=data_root, device=device, loggers=loggers)
+                        online=online, data_root=data_root, device=device, loggers=loggers, weights_only=weights_only)
         if not (Path(source) / "metrics.json").is_file():
             raise RunError(f"{source} is not a finished run (no metrics.json): finish it with `ffcl run --resume {source}` first")
         if out.exists() and any(out.iterdir()):
             raise RunError(f"{out} already exists; choose another --out (an existing directory is never overwritten)")
-    cfg, old_tests, old_names, old_cpe = _lineage(Path(settings["source"]))
+    cfg, old_tests, old_names, old_cpe, old_root = _lineage(Path(settings["source"]), settings["data_root"],
+                                                          trust_checkpoint, settings.get("weights_only", False))
     sc = cfg.scenario
-    root = settings["data_root"] or sc.data_root
+    root = settings["data_root"] or old_root
     new_data, classes = relabel(load_dataset(settings["data"], root), old_names)
     if new_data.input_shape != tuple(old_tests[0][0][0].shape):
         raise DataError(f"{settings['data']} has images of shape {new_data.input_shape}; the run's learner takes "
@@ -141,7 +139,7 @@ def adapt_run(
         if weights_only and (Path(settings["source"]) / LEARNER_FILE).is_file():
             load_record(Path(settings["source"]) / LEARNER_FILE)  # the whole file checked before anything is written
         out.mkdir(parents=True, exist_ok=True)
-        _write_json(out / "config.json", {"adapt": settings, "source_config": json.loads((Path(settings["source"]) / "config.json").read_text()),
+        write_config(out / "config.json", {"adapt": settings, "source_config": json.loads((Path(settings["source"]) / "config.json").read_text()),
                                           "new_classes": classes})
     log_file = open(out / "log.txt", "a")
     try:
@@ -167,8 +165,9 @@ def adapt_run(
         names = cfg.strategy.loggers if settings.get("loggers") is None else settings["loggers"]
         strategy.evaluator.loggers = [TextLogger(log_file), *make_loggers(names, out, config=settings)]
         progress = getattr(strategy, "ffcl_adapt", None) if resumable else None
+        matrix_summary(strategy, len(tests))  # counts this adaptation's test stream (ffcl.loop.evaluate_row)
         if progress is None:  # row 0: the learner as the run left it; labels it does not have score 0
-            old_row = accuracy_row(strategy.eval(old_test_stream), n_old)
+            old_row = evaluate_row(strategy, old_test_stream, n_old)
             progress = {"rows": [old_row + [0.0] * (len(tests) - n_old)], "train_time_s": []}
         _grow(strategy.model, new_data.num_classes)
         if settings["online"]:
@@ -177,19 +176,16 @@ def adapt_run(
             strategy.train_epochs = settings["epochs"]
         say(f"adapting {settings['source']} ({cfg.strategy_name} on {cfg.scenario_name}) to {settings['data']}: "
             f"classes {classes}, {len(progress['rows']) - 1}/{settings['n_experiences']} experience(s) done")
-        for i, exp in enumerate(new_stream.train_stream):
-            if i < len(progress["rows"]) - 1:
-                continue
-            t0 = time.perf_counter()
-            strategy.train(exp)
-            progress["train_time_s"].append(time.perf_counter() - t0)
-            row = accuracy_row(strategy.eval(test_stream), len(tests))
-            progress["rows"].append(row)
+
+        def record(step: Step) -> str:
+            progress["train_time_s"].append(step.train_time_s)
+            progress["rows"].append(step.row)
             strategy.ffcl_adapt = progress
-            write_checkpoint(strategy, out / CHECKPOINT)
-            save_learner(strategy, out / LEARNER_FILE, new_data.class_names)
-            say(f"[new exp {i + 1}/{new_stream.n_experiences}] classes {new_stream.classes_per_experience[i]} | "
-                f"old {_mean(row[:n_old]):.3f} | new {_mean(row[n_old:]):.3f}")
+            return (f"[new exp {step.index + 1}/{new_stream.n_experiences}] classes {new_stream.classes_per_experience[step.index]} | "
+                    f"old {_mean(step.row[:n_old]):.3f} | new {_mean(step.row[n_old:]):.3f}")
+
+        train_loop(strategy, ([exp] for exp in new_stream.train_stream), test_stream, out, done=len(progress["rows"]) - 1,
+                   record=record, class_names=new_data.class_names, quiet=True, total=new_stream.n_experiences, say=say)
     finally:
         close_loggers(strategy.evaluator.loggers)
         log_file.close()
@@ -210,35 +206,53 @@ def adapt_run(
         "old_accuracy_before": _mean(rows[0][:n_old]),
         "old_accuracy_after": _mean(rows[-1][:n_old]),
         "new_accuracy_after": _mean(rows[-1][n_old:]),
-        "old_forgetting": _mean(rows[0][:n_old]) - _mean(rows[-1][:n_old]),
-        "average_forgetting": _mean(rows[0][:n_old]) - _mean(rows[-1][:n_old]),  # for `ffcl report`
+        "average_forgetting": accuracy_drop(rows, n_old),  # of the run's experiences (docs/metrics.md)
         "bwt": None,
         "train_time_s": sum(progress["train_time_s"]),
         "wall_time_s": time.perf_counter() - start,
         "peak_memory_mb": peak_memory_mb(strategy.device),
     }
-    _write_json(out / "metrics.json", metrics)
+    write_json(out / "metrics.json", metrics)
     return metrics
 
 
-def _lineage(source: Path) -> tuple[RunConfig, list[Any], tuple[str, ...], list[list[int]]]:
+def _lineage(source: Path, data_root: str | None, trusted: bool,
+             weights_only: bool) -> tuple[RunConfig, list[Any], tuple[str, ...], list[list[int]], str | None]:
     """What a finished run or adaptation ``source`` has learnt: the original run's config, the test
     experiences of everything it was trained on (the run's, then each adaptation's in order), its
-    class names and the classes of each of those experiences."""
+    class names, the classes of each of those experiences, and the data root its data came from.
+
+    A data location recorded in ``source`` is followed only if ffcl wrote its config.json here or
+    the user trusts it (``trusted``; ffcl.rundir.check_data_route); else the user's ``data_root``
+    is read instead. With ``weights_only`` a recorded data root is never used."""
     saved = _read_config(source)
+    how = "name a data folder of yours with --data-root DIR"
     if "adapt" not in saved:  # the original run
         cfg = load_run_config(source)
         if cfg.scenario.kind in ("task_incremental", "domain_incremental"):
             raise RunError(f"{source} is a {cfg.scenario.kind} run; ffcl adapt brings new classes into one label space, "
                            "which task and domain labels do not have: adapt a class_incremental, joint or drift run")
-        data = load_dataset(cfg.scenario.dataset, cfg.scenario.data_root)
+        root = _old_root(source, cfg.scenario.dataset, cfg.scenario.data_root, data_root, trusted, weights_only, how)
+        data = load_dataset(cfg.scenario.dataset, root)
         stream = build_stream(cfg.scenario, data, cfg.seed)
-        return cfg, [e.dataset for e in stream.test_stream], stream.class_names, list(stream.classes_per_experience)
+        return cfg, [e.dataset for e in stream.test_stream], stream.class_names, list(stream.classes_per_experience), root
     a = saved["adapt"]
-    cfg, tests, names, cpe = _lineage(Path(a["source"]))
-    data, _ = relabel(load_dataset(a["data"], a["data_root"] or cfg.scenario.data_root), names)
+    cfg, tests, names, cpe, root = _lineage(Path(a["source"]), data_root, trusted, weights_only)
+    own = _old_root(source, a["data"], a["data_root"], data_root, trusted, weights_only, how)
+    data, _ = relabel(load_dataset(a["data"], own or root), names)
     stream = make_stream(data, a["n_experiences"], seed=cfg.seed, online=a["online"])
-    return cfg, tests + [e.dataset for e in stream.test_stream], data.class_names, cpe + list(stream.classes_per_experience)
+    return cfg, tests + [e.dataset for e in stream.test_stream], data.class_names, cpe + list(stream.classes_per_experience), root
+
+
+def _old_root(run_dir: Path, dataset: str, recorded: str | None, given: str | None, trusted: bool, weights_only: bool,
+              how: str) -> str | None:
+    """The data root to read ``run_dir``'s data from: the recorded one if the directory is trusted
+    (and not ``weights_only``), else the user's (``given``, or the default root)."""
+    if weights_only or (given is not None and not (trusted or trust.known(run_dir / "config.json"))):
+        check_data_route(run_dir, dataset, None, trusted, how)  # a recorded npz:/folder: path still needs trust
+        return given
+    check_data_route(run_dir, dataset, recorded, trusted, how)
+    return recorded
 
 
 def _read_config(run_dir: Path) -> dict[str, Any]:

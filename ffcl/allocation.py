@@ -86,6 +86,17 @@ class NeuronAllocation(SupervisedPlugin):
         self.snapshots: list[dict[str, torch.Tensor]] = []
         self.new_classes: set[int] = set()
 
+    recipe_key = "allocation"  # its name under a recipe's plugins (ffcl.protocols.ResolvesRecipe)
+
+    def resolved_args(self) -> dict[str, Any]:
+        """``max_classes`` as settled when attached (ffcl.protocols.ResolvesRecipe)."""
+        return {"max_classes": self.max_classes}
+
+    def run_summary(self) -> dict[str, Any]:
+        """``metrics.json``'s ``allocation``: neurons per class and free capacity, per block
+        (ffcl.protocols.RunSummary)."""
+        return {"allocation": self.state()}
+
     # ------------------------------------------------------------------ set-up and allocation
 
     def attach(self, model: FFNet) -> None:

@@ -109,7 +109,8 @@ def _run(args: argparse.Namespace) -> None:
     if args.resume:
         if args.overrides or args.out or args.logger:
             raise ConfigError("--resume continues a run as it was configured; drop --set/--out/--logger")
-        metrics = run_experiment(None, args.resume, resume=True, quiet=args.quiet, trust_checkpoint=args.trust_checkpoint)
+        metrics = run_experiment(None, args.resume, resume=True, quiet=args.quiet, trust_checkpoint=args.trust_checkpoint,
+                                 data_root=args.data_root)  # --data-root: instead of the one the run recorded
         print(format_summary(metrics))
         print(f"run directory: {args.resume}")
         return

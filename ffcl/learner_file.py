@@ -10,7 +10,8 @@ refuses everything else: opening one received from anybody executes no code. It 
 * ``state``: the model's ``state_dict`` (weights, label codes, seen and frozen classes, neuron
   owners, class statistics);
 * ``strategy_state``: the few counters a strategy keeps outside its model (e.g. how many
-  experiences have trained ``dc_lda``'s features), and ``class_names``.
+  experiences have trained ``dc_lda``'s features; ``ffcl.protocols.LearnerFileState``), and
+  ``class_names``.
 
 What it does not hold: the optimiser's moments and plugin state such as a replay buffer or EWC's
 importances. A learner read from it predicts exactly as the saved one; trained further, it starts
@@ -27,12 +28,12 @@ import torch
 
 from .config import ConfigError, StrategyConfig, from_dict, to_dict
 from .files import atomic_path
+from .protocols import LearnerFileState, ResolvesRecipe
 
 __all__ = ["LEARNER_FILE", "FORMAT", "save_learner", "read_learner", "learner_record", "load_record", "check_record", "strategy_from_record", "recipe_of"]
 
 LEARNER_FILE = "learner.pt"
 FORMAT = "ffcl-learner/1"
-STRATEGY_STATE = ("features_trained",)  # strategy attributes (ints) that the model's state_dict does not hold
 
 
 def recipe_of(strategy: Any) -> dict[str, Any]:
@@ -47,9 +48,9 @@ def learner_record(strategy: Any, class_names: Sequence[str] | None = None, extr
     """What :func:`save_learner` writes: tensors, strings and numbers only."""
     recipe = recipe_of(strategy)
     config = to_dict(recipe["config"])
-    for plugin in strategy.plugins:  # capacity resolved at attach time, so a rebuilt learner allocates alike
-        if type(plugin).__name__ == "NeuronAllocation" and "allocation" in config["plugins"]:
-            config["plugins"]["allocation"] = {**config["plugins"]["allocation"], "max_classes": plugin.max_classes}
+    for plugin in strategy.plugins:  # e.g. capacity settled at attach time, so a rebuilt learner allocates alike
+        if isinstance(plugin, ResolvesRecipe) and plugin.recipe_key in config["plugins"]:
+            config["plugins"][plugin.recipe_key] = {**config["plugins"][plugin.recipe_key], **plugin.resolved_args()}
     return {
         "format": FORMAT,
         "strategy": config,
@@ -57,7 +58,7 @@ def learner_record(strategy: Any, class_names: Sequence[str] | None = None, extr
         "num_classes": int(getattr(strategy.model, "max_classes", recipe["num_classes"])),
         "class_names": [str(c) for c in class_names] if class_names is not None else None,
         "state": {k: v.detach().cpu() for k, v in strategy.model.state_dict().items()},
-        "strategy_state": {k: int(getattr(strategy, k)) for k in STRATEGY_STATE if hasattr(strategy, k)},
+        "strategy_state": {k: int(v) for k, v in strategy.learner_state().items()} if isinstance(strategy, LearnerFileState) else {},
         "extra": extra or {},
     }
 
@@ -158,9 +159,8 @@ def strategy_from_record(record: dict[str, Any], device: str | torch.device = "c
     _fit_shapes(strategy.model, record["state"])
     strategy.model.load_state_dict(record["state"])
     strategy.model.to(device)
-    for key, value in record["strategy_state"].items():
-        if key in STRATEGY_STATE:
-            setattr(strategy, key, int(value))
+    if isinstance(strategy, LearnerFileState):  # counters its model does not hold (ffcl.protocols)
+        strategy.load_learner_state(dict(record["strategy_state"]))
     for plugin in strategy.plugins:  # e.g. neuron allocation adopts the owners it finds
         if hasattr(plugin, "attach"):
             plugin.attach(strategy.model)

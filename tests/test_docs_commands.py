@@ -120,6 +120,7 @@ def test_documented_benchmark_is_valid(page, command, capsys, monkeypatch):
     require_data(*needs(command))
     script, *args = shlex.split(command)[1:]
     monkeypatch.setattr(sys, "argv", [script, *args, "--dry-run"])
+    monkeypatch.syspath_prepend(str((ROOT / script).parent))  # as `python benchmarks/X.py` does: benchmarks/_common.py
     runpy.run_path(str(ROOT / script), run_name="__main__")
     assert "dry run, nothing run or written" in capsys.readouterr().out, f"{page}: `{command}`"
 

@@ -14,7 +14,7 @@ from ffcl.config import to_dict
 from ffcl.experiment import RunError, load_run_config, resolve_device, run_experiment
 from ffcl.metrics import summarize
 
-FILES = {"config.json", "metrics.json", "metrics.csv", "log.txt", "checkpoint.pt", "learner.pt"}
+FILES = {"config.json", "metrics.json", "metrics.csv", "log.txt", "checkpoint.pt", "learner.pt", ".ffcl.lock"}  # the lock: ffcl.files
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
@@ -359,7 +359,7 @@ def test_matrix_summaries_are_logged_through_avalanche(run_dir, make_config):
 def test_a_failed_checkpoint_save_neither_repeats_csv_rows_nor_loses_the_log(make_config, run_dir, monkeypatch):
     """Issue 14, item 16: metrics.csv was appended before the checkpoint was written (a failed save
     then duplicated the experience's rows on resume), and log.txt was never flushed."""
-    import ffcl.experiment as experiment
+    import ffcl.checkpoint as experiment
 
     cfg = make_config("split_digits", "naive", ["scenario.n_experiences=3", "scenario.epochs=1"])
     real, calls = experiment.write_checkpoint, []
@@ -383,7 +383,7 @@ def test_a_failed_checkpoint_save_neither_repeats_csv_rows_nor_loses_the_log(mak
 
 def test_a_full_disk_is_one_line_and_keeps_the_last_checkpoint(run_dir, monkeypatch, capsys):
     """Issue 14, item 15: the disk fills while the second checkpoint is written."""
-    import ffcl.experiment as experiment
+    import ffcl.checkpoint as experiment
     from ffcl.cli import main
     from ffcl.experiment import load_learner
 

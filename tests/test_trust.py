@@ -12,7 +12,7 @@ from ffcl.experiment import run_experiment
 
 
 def _interrupted_run(make_config, path, monkeypatch):
-    import ffcl.experiment as experiment
+    import ffcl.checkpoint as experiment
 
     cfg = make_config("split_digits", "naive", ["scenario.n_experiences=2", "scenario.epochs=1"])
     real = experiment.write_checkpoint

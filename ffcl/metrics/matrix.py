@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-__all__ = ["average_accuracy", "average_forgetting", "backward_transfer", "forward_transfer", "plasticity", "summarize"]
+__all__ = ["average_accuracy", "accuracy_drop", "average_forgetting", "backward_transfer", "forward_transfer", "plasticity", "summarize"]
 
 Matrix = Sequence[Sequence[float | None]]  # None: an experience not evaluated at that step
 
@@ -21,6 +21,14 @@ def average_accuracy(a: Matrix) -> float:
     those evaluated, when the last row has gaps)."""
     done = [v for v in a[-1] if v is not None]
     return sum(done) / len(done)
+
+
+def accuracy_drop(a: Matrix, columns: int) -> float:
+    """Mean accuracy on the first ``columns`` experiences in the first row minus that in the last:
+    what the later training cost them (``ffcl adapt``'s forgetting of the run's experiences, whose
+    first row is the learner before adapting)."""
+    before, after = a[0][:columns], a[-1][:columns]
+    return sum(before) / len(before) - sum(after) / len(after)
 
 
 def average_forgetting(a: Matrix) -> float | None:

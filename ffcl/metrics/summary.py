@@ -8,7 +8,9 @@ the process's peak memory:
 ``Summary/plasticity``, ``Summary/forward_transfer``, ``Summary/average_forgetting``,
 ``Summary/bwt``, ``Summary/final_average_accuracy`` and ``Summary/peak_memory_mb``.
 
-Evaluations that miss an experience trained so far are skipped.
+Evaluations that miss an experience trained so far are skipped. :attr:`MatrixSummary.last` holds
+the accuracies of the last evaluation whatever it covered: the one place where ffcl's runs and
+adaptations (ffcl.loop) read an accuracy-matrix row from.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from avalanche.evaluation.metric_results import MetricValue
 from .matrix import summarize
 from .memory import peak_memory_mb
 
-__all__ = ["MatrixSummary", "accuracy_row"]
+__all__ = ["MatrixSummary", "accuracy_row", "matrix_summary"]
 
 ACC_EXP = re.compile(r"Top1_Acc_Exp/eval_phase/test_stream/(?:Task\d+/)?Exp(\d+)$")
 
@@ -54,6 +56,7 @@ class MatrixSummary(PluginMetric[dict]):
         self.initial: list[float] | None = None
         self._steps: list[Any] = []  # the origin experiences trained so far, in order
         self._counts: dict[int, list[int]] = {}  # this evaluation: experience -> [correct, total]
+        self.last: list[float | None] = []  # the last evaluation's accuracy per test experience (None: not evaluated)
 
     def reset(self) -> None:
         self.rows, self.initial = [], None
@@ -79,6 +82,7 @@ class MatrixSummary(PluginMetric[dict]):
     def after_eval(self, strategy: Any) -> list[MetricValue] | None:
         acc = {j: correct / total for j, (correct, total) in self._counts.items() if total}
         row = [acc.get(j) for j in range(self.n_experiences)]
+        self.last = row
         trained = len(self._steps)
         if trained == 0:
             if None not in row:
@@ -94,3 +98,18 @@ class MatrixSummary(PluginMetric[dict]):
 
     def __str__(self) -> str:
         return "MatrixSummary"
+
+
+def matrix_summary(strategy: Any, n_experiences: int) -> MatrixSummary:
+    """The :class:`MatrixSummary` of ``strategy``'s evaluator, for a test stream of ``n_experiences``:
+    the one it has if it counts that many experiences or more, else a new one in its place (or added)."""
+    metrics = strategy.evaluator.metrics
+    found = [i for i, m in enumerate(metrics) if isinstance(m, MatrixSummary)]
+    if found and metrics[found[0]].n_experiences >= n_experiences:
+        return metrics[found[0]]
+    summary = MatrixSummary(n_experiences)
+    if found:
+        metrics[found[0]] = summary
+    else:
+        metrics.append(summary)
+    return summary

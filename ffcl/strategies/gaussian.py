@@ -121,6 +121,13 @@ class GaussianTemplate(TensorLoaders, SupervisedTemplate):
         self.feature_experiences = feature_experiences
         self.features_trained = 0  # experiences that have trained the features so far
 
+    def learner_state(self) -> dict[str, int]:
+        """The counter ``learner.pt`` keeps (ffcl.protocols.LearnerFileState)."""
+        return {"features_trained": self.features_trained}
+
+    def load_learner_state(self, state: dict[str, int]) -> None:
+        self.features_trained = int(state.get("features_trained", self.features_trained))
+
     def _before_training(self, **kwargs: Any) -> None:
         check_plugins(self.plugins, self.optimizer)  # also those appended after the strategy was built
         super()._before_training(**kwargs)

@@ -1,0 +1,49 @@
+"""What every benchmark script shares: its JSON file (command, results, machine) and its ``--dry-run``."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from ffcl.config import ConfigError, load_scenario, load_strategy
+from ffcl.data import DataError, load_dataset
+from ffcl.machine import machine_info
+from ffcl.rundir import write_json
+
+__all__ = ["write_benchmark", "check_benchmark"]
+
+
+def write_benchmark(path: Path, **fields: Any) -> None:
+    """A benchmark's JSON: the command line that produced it, its ``fields`` and ``machine_info``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json(path, {"command": " ".join(sys.argv), **fields, "machine": machine_info()})
+    print(f"wrote {path}")
+
+
+def check_benchmark(*, strategies: Iterable[str] = (), scenarios: Iterable[str] = (), datasets: Iterable[str] = (),
+                    names: dict[str, tuple[Iterable[str], Iterable[str]]] | None = None) -> str:
+    """A benchmark's ``--dry-run``: the strategy and scenario recipes it names load, its data sets
+    are available here, and every other name (``names``: what -> (given, allowed)) is known. Raises
+    :class:`~ffcl.config.ConfigError` with what to change; returns what was checked. The data sets
+    of the scenarios are checked too."""
+    strategies, scenarios, datasets = list(strategies), list(scenarios), list(datasets)
+    for name in strategies:
+        load_strategy(name)
+    for name in scenarios:
+        dataset = load_scenario(name).dataset
+        datasets += [] if dataset in datasets or dataset.startswith(("npz:", "folder:")) else [dataset]
+    for name in datasets:
+        try:
+            load_dataset(name)
+        except DataError as e:
+            raise ConfigError(str(e)) from None
+    for what, (given, allowed) in (names or {}).items():
+        allowed = list(allowed)
+        for name in given:
+            if name not in allowed:
+                raise ConfigError(f"unknown {what} '{name}'; choose from: {', '.join(allowed)}")
+    checked = [f"{len(v)} {k}" for k, v in (("strategy recipe(s)", strategies), ("scenario(s)", scenarios), ("data set(s)", datasets)) if v]
+    checked += [f"{len(list(given))} {what}(s)" for what, (given, _) in (names or {}).items()]
+    return f"dry run, nothing run or written: checked {', '.join(checked) or 'the arguments'}"
