@@ -181,5 +181,5 @@ def test_get_features_of_the_networks(stream):
     assert feats.requires_grad  # the last block's parameters get the gradient of a penalty on them
     feats.sum().backward()
     assert ff.blocks[-1].inp.grad is not None and ff.blocks[0].inp.grad is None
-    conv = build(config("sffa", net="vgg", hidden=[4, 4]), stream).model
+    conv = build(config("sffa", net="vgg", hidden=[4, 4], learner_args={}), stream).model  # k is an MLP option
     assert conv.get_features(x).shape[0] == 6 and conv.get_features(x).dim() == 2
