@@ -38,7 +38,7 @@ from .checkpoint import CHECKPOINT, load_learner
 from .config import RunConfig
 from .data import DataError, TensorData, load_dataset, make_stream
 from .experiment import build_stream, strategy_config
-from .learner_file import LEARNER_FILE, load_record
+from .learner_file import LEARNER_FILE, SCRIPT_ARG, UntrustedScript, load_record
 from .loggers import close_loggers, make_loggers
 from .loop import Step, evaluate_row, resolve_device, train_loop
 from .metrics import AnytimeAccuracy, peak_memory_mb
@@ -99,7 +99,9 @@ def adapt_run(
     run scenario's ``online_batch_size``. With ``resume=True``, ``out`` is an interrupted
     adaptation and the other settings are read from it. ``weights_only`` restores the source's
     learner from its ``learner.pt`` (no code runs, whoever made it; the optimiser and plugin state
-    such as a replay buffer start afresh) instead of its checkpoint. ``loggers`` (ffcl.loggers;
+    such as a replay buffer start afresh) instead of its checkpoint; a TorchScript
+    ``feature_extractor`` it names is loaded only from a run ffcl wrote here or with
+    ``trust_checkpoint`` (:func:`_learner_script`). ``loggers`` (ffcl.loggers;
     default: the run recipe's) write into ``out``. Returns the contents of metrics.json.
     """
     out = Path(out)
@@ -121,8 +123,9 @@ def adapt_run(
             raise RunError(f"{source} is not a finished run (no metrics.json): finish it with `ffcl run --resume {source}` first")
         if out.exists() and any(out.iterdir()):
             raise RunError(f"{out} already exists; choose another --out (an existing directory is never overwritten)")
+    weights_only = bool(settings.get("weights_only", False))  # a resumed adaptation reads its source as it began
     cfg, old_tests, old_names, old_cpe, old_root = _lineage(Path(settings["source"]), settings["data_root"],
-                                                          trust_checkpoint, settings.get("weights_only", False))
+                                                          trust_checkpoint, weights_only)
     sc = cfg.scenario
     root = settings["data_root"] or old_root
     new_data, classes = relabel(load_dataset(settings["data"], root), old_names)
@@ -135,20 +138,21 @@ def adapt_run(
     old_test_stream = benchmark_from_datasets(test=old_tests).test_stream
     n_old = len(old_tests)
 
+    resumable = resume and (out / CHECKPOINT).is_file()  # else it stopped before its first new experience
+    script = None
+    if weights_only and not resumable and (Path(settings["source"]) / LEARNER_FILE).is_file():
+        script = _learner_script(Path(settings["source"]), trust_checkpoint)  # the whole file checked before anything is written
     if not resume:
-        if weights_only and (Path(settings["source"]) / LEARNER_FILE).is_file():
-            load_record(Path(settings["source"]) / LEARNER_FILE)  # the whole file checked before anything is written
         out.mkdir(parents=True, exist_ok=True)
         write_config(out / "config.json", {"adapt": settings, "source_config": json.loads((Path(settings["source"]) / "config.json").read_text()),
                                           "new_classes": classes})
     log_file = open(out / "log.txt", "a")
     try:
         dev = resolve_device(settings["device"])
-        resumable = resume and (out / CHECKPOINT).is_file()  # else it stopped before its first new experience
         if resumable or not weights_only:
             strategy = load_learner(out if resumable else settings["source"], dev, trust_checkpoint)
         else:
-            strategy = load_learner(settings["source"], dev, weights_only=True, evaluator=EvaluationPlugin(
+            strategy = load_learner(settings["source"], dev, weights_only=True, feature_extractor=script, evaluator=EvaluationPlugin(
                 accuracy_metrics(experience=True, stream=True), loss_metrics(stream=True), loggers=[]))
         strategy.__dict__.setdefault("ffcl_recipe", {"config": strategy_config(cfg), "input_shape": new_data.input_shape,
                                                      "num_classes": len(old_names)})  # checkpoints older than learner.pt
@@ -253,6 +257,30 @@ def _old_root(run_dir: Path, dataset: str, recorded: str | None, given: str | No
         return given
     check_data_route(run_dir, dataset, recorded, trusted, how)
     return recorded
+
+
+def _learner_script(source: Path, trusted: bool) -> str | None:
+    """The TorchScript ``feature_extractor`` to load with ``source``'s learner.pt (whole file checked):
+    None if it names none; the path it names if the user trusts the source (``trusted``), or if ffcl
+    wrote ``source``'s config.json on this machine (ffcl.trust) and that records the same path. Any
+    other is a one-line RunError: loading it would run the module (``torch.jit.load``)."""
+    path = source / LEARNER_FILE
+    try:
+        load_record(path)
+        return None
+    except UntrustedScript as e:
+        named = e.path
+    config = _read_config(source)
+    while isinstance(config, dict) and "adapt" in config:  # an adaptation records its source's config
+        config = config.get("source_config")
+    strategy = config.get("strategy") if isinstance(config, dict) else None
+    args = strategy.get("learner_args") if isinstance(strategy, dict) else None
+    recorded = args.get(SCRIPT_ARG) if isinstance(args, dict) else None
+    if not (trusted or (trust.known(source / "config.json") and recorded == named)):
+        raise RunError(f"{path} names a TorchScript {SCRIPT_ARG} {named!r}, which loading would run (torch.jit.load), and ffcl did "
+                       "not write this run on this machine: pass --trust-checkpoint if you trust its source and that file")
+    load_record(path, named)
+    return named
 
 
 def _read_config(run_dir: Path) -> dict[str, Any]:

@@ -13,6 +13,12 @@ refuses everything else: opening one received from anybody executes no code. It 
   experiences have trained ``dc_lda``'s features; ``ffcl.protocols.LearnerFileState``), and
   ``class_names``.
 
+A learner argument that names a TorchScript file (``slda``'s ``feature_extractor``) is a path,
+not code, but loading it would run that module (``torch.jit.load``, then its ``forward``). The
+readers here therefore refuse a file that names one unless the caller names the module themself
+(``feature_extractor=PATH``, which replaces the recorded path); ``ffcl adapt --weights-only`` loads
+the recorded one only from a run ffcl wrote on this machine or with ``--trust-checkpoint``.
+
 What it does not hold: the optimiser's moments and plugin state such as a replay buffer or EWC's
 importances. A learner read from it predicts exactly as the saved one; trained further, it starts
 with a fresh optimiser and empty plugin state. Resuming one's own run uses the checkpoint.
@@ -30,10 +36,20 @@ from .config import ConfigError, StrategyConfig, from_dict, to_dict
 from .files import atomic_path
 from .protocols import LearnerFileState, ResolvesRecipe
 
-__all__ = ["LEARNER_FILE", "FORMAT", "save_learner", "read_learner", "learner_record", "load_record", "check_record", "strategy_from_record", "recipe_of"]
+__all__ = ["LEARNER_FILE", "FORMAT", "save_learner", "read_learner", "learner_record", "load_record", "check_record", "strategy_from_record", "recipe_of",
+           "UntrustedScript"]
 
 LEARNER_FILE = "learner.pt"
 FORMAT = "ffcl-learner/1"
+SCRIPT_ARG = "feature_extractor"  # the learner argument that names a TorchScript file (slda)
+
+
+class UntrustedScript(ConfigError):
+    """A learner file names a TorchScript module (``path``) that the caller did not name."""
+
+    def __init__(self, message: str, path: str) -> None:
+        super().__init__(message)
+        self.path = path
 
 
 def recipe_of(strategy: Any) -> dict[str, Any]:
@@ -71,8 +87,11 @@ def save_learner(strategy: Any, path: str | Path, class_names: Sequence[str] | N
         torch.save(learner_record(strategy, class_names, extra), tmp)
 
 
-def load_record(source: str | Path | BinaryIO) -> dict[str, Any]:
-    """The record in a learner file (a path or a binary file object), read weights-only."""
+def load_record(source: str | Path | BinaryIO, feature_extractor: str | Path | None = None) -> dict[str, Any]:
+    """The record in a learner file (a path or a binary file object), read weights-only.
+
+    A TorchScript ``feature_extractor`` the file names is refused (:class:`UntrustedScript`)
+    unless the caller names one (``feature_extractor``), which then replaces the recorded path."""
     where = getattr(source, "name", None) or (str(source) if isinstance(source, (str, Path)) else "the learner data")
     try:
         record = torch.load(source, map_location="cpu", weights_only=True)
@@ -80,8 +99,25 @@ def load_record(source: str | Path | BinaryIO) -> dict[str, Any]:
         raise ConfigError(f"{where} is not an ffcl learner file ({type(e).__name__}); it is damaged or holds more than tensors") from None
     if not isinstance(record, dict) or record.get("format") != FORMAT:
         raise ConfigError(f"{where} is not an ffcl learner file (format {FORMAT!r} expected)")
+    _name_script(record, feature_extractor, where)  # before check_record, which builds the learner
     check_record(record, where)
     return record
+
+
+def _name_script(record: dict[str, Any], given: str | Path | None, where: str) -> None:
+    """Put the caller's TorchScript path in place of the one ``record`` names, or refuse."""
+    strategy = record.get("strategy")
+    args = strategy.get("learner_args") if isinstance(strategy, dict) else None
+    named = args.get(SCRIPT_ARG) if isinstance(args, dict) else None
+    if given is None:
+        if named:
+            raise UntrustedScript(f"{where} names a TorchScript {SCRIPT_ARG} {named!r}, which loading would run (torch.jit.load); "
+                                  f"it is loaded only if you name it yourself: {SCRIPT_ARG}=PATH (ffcl adapt: --trust-checkpoint)",
+                                  str(named))
+        return
+    if not named or not isinstance(args, dict):
+        raise ConfigError(f"{where} names no TorchScript {SCRIPT_ARG}, but one was given ({str(given)!r}); drop it")
+    args[SCRIPT_ARG] = str(given)
 
 
 _FIELDS = {"strategy": dict, "input_shape": list, "num_classes": int, "state": dict, "strategy_state": dict}
@@ -168,10 +204,12 @@ def strategy_from_record(record: dict[str, Any], device: str | torch.device = "c
     return strategy
 
 
-def read_learner(path: str | Path | BinaryIO, device: str | torch.device = "cpu", **build_kwargs: Any) -> Any:
+def read_learner(path: str | Path | BinaryIO, device: str | torch.device = "cpu", feature_extractor: str | Path | None = None,
+                 **build_kwargs: Any) -> Any:
     """The strategy saved in ``path`` by :func:`save_learner`, rebuilt by ``build_strategy`` (to
-    which ``build_kwargs`` go: ``evaluator``, ``extra_plugins``, ...). Executes no code from the file."""
-    return strategy_from_record(load_record(path), device, **build_kwargs)
+    which ``build_kwargs`` go: ``evaluator``, ``extra_plugins``, ...). Executes no code from the file;
+    a TorchScript ``feature_extractor`` it names is loaded only from the path the caller gives."""
+    return strategy_from_record(load_record(path, feature_extractor), device, **build_kwargs)
 
 
 def _fit_shapes(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
