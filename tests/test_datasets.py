@@ -14,7 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
-from ffcl.data import datasets
+from ffcl.data import sources, user
 from ffcl.data.datasets import DATASETS, DataError, TensorData, default_data_root, load_dataset, synthetic
 
 RNG = np.random.default_rng(0)
@@ -153,7 +153,7 @@ def write_idx(path: Path, array: np.ndarray) -> None:
 def write_idx_set(folder: Path, gzipped: bool) -> tuple[np.ndarray, ...]:
     """Write 7 training and 3 test images in IDX form (gzipped or not); return the arrays."""
     arrays = (images(7, 28, 28), RNG.integers(0, 10, 7), images(3, 28, 28), RNG.integers(0, 10, 3))
-    for stem, array in zip(datasets._IDX_FILES, arrays):
+    for stem, array in zip(sources._IDX_FILES, arrays):
         write_idx(folder / (stem + (".gz" if gzipped else "")), array)
     return arrays
 
@@ -235,7 +235,7 @@ def test_broken_wheel_is_an_error(tmp_path):
 
 
 def test_fmnist_from_torchvision_layout_and_system_folder(tmp_path, monkeypatch):
-    monkeypatch.setattr(datasets, "_SYSTEM_FMNIST_DIR", tmp_path / "system")
+    monkeypatch.setattr(sources, "_SYSTEM_FMNIST_DIR", tmp_path / "system")
     arrays = write_idx_set(tmp_path / "system", gzipped=True)
     data = load_dataset("fashion-mnist", tmp_path / "root")
     check_idx(data, arrays)
@@ -439,7 +439,7 @@ def test_folder_is_cached_and_rebuilt_when_files_change(tmp_path, monkeypatch):
     caches = list((root / "ffcl-cache").glob("folder-*.npz"))
     assert len(caches) == 1
     decoded = []
-    monkeypatch.setattr(datasets, "_decode_folder", lambda *a: decoded.append(a) or pytest.fail("not cached"))
+    monkeypatch.setattr(user, "_decode_folder", lambda *a: decoded.append(a) or pytest.fail("not cached"))
     assert_same(first, load_dataset(f"folder:{tmp_path / 'c'}", root))
     monkeypatch.undo()
 
@@ -527,8 +527,8 @@ def test_options_only_for_synthetic(tmp_path):
     ("svhn", "train_32x32.mat"),
 ])
 def test_missing_data_says_how_to_get_it(tmp_path, monkeypatch, name, hint):
-    monkeypatch.setattr(datasets, "_SYSTEM_FMNIST_DIR", tmp_path / "absent")
-    monkeypatch.setattr(datasets, "_installed_mnist_pickle", lambda: None)
+    monkeypatch.setattr(sources, "_SYSTEM_FMNIST_DIR", tmp_path / "absent")
+    monkeypatch.setattr(sources, "_installed_mnist_pickle", lambda: None)
     with pytest.raises(DataError, match="not found under") as info:
         load_dataset(name, tmp_path)
     assert hint in str(info.value) and "\n" not in str(info.value)
@@ -551,5 +551,5 @@ def test_real_data(name):
                       [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949])
     with pytest.MonkeyPatch.context() as m:  # now from the cache: the raw files are not decoded again
         for decoder in ("_read_idx", "_decode_mnist_pickle"):
-            m.setattr(datasets, decoder, lambda path: pytest.fail(f"decoded {path} again instead of reading the cache"))
+            m.setattr(sources, decoder, lambda path: pytest.fail(f"decoded {path} again instead of reading the cache"))
         assert_same(data, load_dataset(name))
