@@ -157,10 +157,11 @@ class StreamLearner(ClassifierMixin, BaseEstimator):
         save_learner(self.strategy_, path, [str(c) for c in self.classes_], extra=self._extra())
 
     @classmethod
-    def load(cls, path: str | Path | io.BytesIO, device: str | None = None) -> "StreamLearner":
+    def load(cls, path: str | Path | io.BytesIO, device: str | None = None, feature_extractor: str | None = None) -> "StreamLearner":
         """A learner saved by :meth:`save`, optionally on another ``device``; executes no code. A file
-        that is damaged or was edited (its classes, sizes or tensors disagree) is a one-line ConfigError."""
-        record = load_record(path)
+        that is damaged or was edited (its classes, sizes or tensors disagree) is a one-line ConfigError.
+        A learner on a TorchScript ``feature_extractor`` loads only if you name that file here."""
+        record = load_record(path, feature_extractor=feature_extractor)
         try:
             return cls._from_record(record, device)
         except ConfigError:
@@ -181,7 +182,7 @@ class StreamLearner(ClassifierMixin, BaseEstimator):
         record = state.pop("_record", None)
         self.__dict__.update(state)
         if record is not None:
-            self._restore(load_record(io.BytesIO(record)), self.device)
+            self._restore(load_record(io.BytesIO(record), feature_extractor=(self.learner_args or {}).get("feature_extractor")), self.device)
 
     # ------------------------------------------------------------------ internals
 

@@ -313,3 +313,47 @@ def test_covariance_refresh_reuses_the_factor_for_that_many_samples():
     assert factored_at == [100, 200, 200, 400, 400, 400, 700, 700]
     lazy.reuse_factor = False  # outside a statistics pass: exact
     assert torch.allclose(lazy(probe), exact(probe), rtol=1e-6, atol=1e-6)
+
+
+def test_a_run_on_a_torchscript_feature_extractor_checkpoints_and_resumes(tmp_path, make_config, monkeypatch):
+    """A ScriptModule cannot be pickled: the checkpoint holds its TorchScript archive instead, so the
+    run finishes, and a resumed run (trusted: the user's own) ends as an uninterrupted one."""
+    from avalanche.training.templates import SupervisedTemplate
+
+    from ffcl.experiment import run_experiment
+
+    extractor = torch.jit.script(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 16), torch.nn.ReLU()))
+    torch.jit.save(extractor, str(tmp_path / "features.pt"))
+    cfg = make_config("split_digits", "slda", [f'strategy.learner_args.feature_extractor="{tmp_path / "features.pt"}"'])
+    full = run_experiment(cfg, tmp_path / "full", quiet=True)
+    original = SupervisedTemplate.train
+
+    def train(self, exp, *args, **kwargs):
+        if exp.current_experience == 2:
+            raise KeyboardInterrupt
+        return original(self, exp, *args, **kwargs)
+
+    with monkeypatch.context() as m:
+        m.setattr(SupervisedTemplate, "train", train)
+        with pytest.raises(KeyboardInterrupt):
+            run_experiment(cfg, tmp_path / "cut", quiet=True)
+    assert run_experiment(None, tmp_path / "cut", resume=True, quiet=True)["accuracy_matrix"] == full["accuracy_matrix"]
+
+
+def test_a_stream_learner_on_a_torchscript_feature_extractor_copies_and_loads(digits, tmp_path):
+    import copy
+
+    from ffcl import StreamLearner
+
+    extractor = torch.jit.script(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 16), torch.nn.ReLU()))
+    torch.jit.save(extractor, str(tmp_path / "features.pt"))
+    learner = StreamLearner("slda", learner_args={"feature_extractor": str(tmp_path / "features.pt")})
+    X, y = digits.x_train[:300].numpy(), digits.y_train[:300].numpy()
+    learner.partial_fit(X, y, classes=list(range(10)))
+    expected = learner.predict(digits.x_test.numpy())
+    assert (copy.deepcopy(learner).predict(digits.x_test.numpy()) == expected).all()
+    learner.save(tmp_path / "learner.pt")
+    with pytest.raises(ConfigError, match="feature_extractor"):
+        StreamLearner.load(tmp_path / "learner.pt")  # the file names a script: loaded only when named
+    loaded = StreamLearner.load(tmp_path / "learner.pt", feature_extractor=str(tmp_path / "features.pt"))
+    assert (loaded.predict(digits.x_test.numpy()) == expected).all()

@@ -16,6 +16,7 @@ that all the data at once would give.
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 import torch
@@ -228,6 +229,30 @@ def _readout(ctx: BuildContext, dim: int, kind: str, shrinkage: float | str, ref
     return ClassGaussians(dim, ctx.num_classes, kind, shrinkage, refresh_every)
 
 
+class ScriptedFeatures(nn.Module):
+    """A TorchScript feature extractor that a checkpoint can hold: pickled as its ``torch.jit.save``
+    archive (a ScriptModule itself cannot be pickled), loaded back with ``torch.jit.load``. Its
+    parameters stay in the state dict (``module.*``), so the weights-only learner file keeps them."""
+
+    def __init__(self, module: torch.jit.ScriptModule) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.module(x)
+
+    def __getstate__(self) -> dict[str, Any]:
+        buf = io.BytesIO()
+        torch.jit.save(self.module, buf)
+        state = {**self.__dict__, "_modules": {k: v for k, v in self._modules.items() if k != "module"}}
+        return {**state, "_archive": buf.getvalue()}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        archive = state.pop("_archive")
+        self.__dict__.update(state)
+        self._modules["module"] = torch.jit.load(io.BytesIO(archive))
+
+
 @register_learner("slda")
 def slda(ctx: BuildContext, shrinkage: float | str = "oas", feature_extractor: str = "", covariance_refresh: int = 0) -> GaussianTemplate:
     """Streaming LDA on raw pixels, or on the features of a TorchScript module saved at
@@ -237,7 +262,7 @@ def slda(ctx: BuildContext, shrinkage: float | str = "oas", feature_extractor: s
     dim = int(torch.tensor(ctx.input_shape).prod())
     if feature_extractor:
         try:
-            features = torch.jit.load(feature_extractor, map_location=ctx.device)
+            features = ScriptedFeatures(torch.jit.load(feature_extractor, map_location=ctx.device))
         except (OSError, RuntimeError, ValueError) as e:
             raise ConfigError(f"slda: cannot load feature_extractor '{feature_extractor}' as a TorchScript module ({type(e).__name__}); save it with torch.jit.save") from None
         with torch.no_grad():
