@@ -40,6 +40,7 @@ def test_summary_is_mean_and_std_over_seeds(tmp_path):
     assert (tmp_path / "comparison.csv").read_text().splitlines()[0].startswith("strategy,seeds,final_average_accuracy")
 
 
+@pytest.mark.slow
 def test_grid_runs_then_reuses_finished_runs(tmp_path):
     small = ["strategy.hidden=[16]", "scenario.n_experiences=2", "scenario.epochs=1"]
     said = []
@@ -54,6 +55,7 @@ def test_grid_runs_then_reuses_finished_runs(tmp_path):
     assert [(d / "metrics.json").read_text() for d in dirs] == before  # never overwritten
 
 
+@pytest.mark.slow
 def test_compare_cli(tmp_path, capsys):
     rc = main(["compare", "--strategies", "naive,replay", "--seeds", "0", "--out", str(tmp_path / "g"),
                "--set", "strategy.hidden=[16]", "--set", "scenario.n_experiences=2", "--set", "scenario.epochs=1"])
@@ -127,6 +129,7 @@ def test_compare_sweeps_a_grid_in_parallel_and_reports_failed_runs(tmp_path, cap
     assert all((out / f"naive-lr=0.001-seed{s}" / "metrics.json").is_file() for s in (0, 1))
 
 
+@pytest.mark.slow
 def test_ray_executor_gives_the_local_table(tmp_path):
     """Issue 16, item 1: the same grid through a local Ray instance and through local worker
     processes gives the same numbers (every run gets the same thread count either way)."""

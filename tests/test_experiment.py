@@ -409,6 +409,7 @@ def test_a_full_disk_is_one_line_and_keeps_the_last_checkpoint(run_dir, monkeypa
     assert len(json.loads((run_dir / "metrics.json").read_text())["accuracy_matrix"]) == 3
 
 
+@pytest.mark.slow
 def test_deterministic_runs_are_bit_identical_under_load(tmp_path):
     """Issue 16, item 2: the same recipe, seed and thread count, once alone and once beside two
     busy processes, give identical metrics; the run directory records how it was run."""

@@ -223,6 +223,7 @@ def _compare(out, *extra):
                             text=True, env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"})
 
 
+@pytest.mark.slow
 def test_compare_waits_for_a_run_another_process_holds(tmp_path):
     out = tmp_path / "OUT"
     (out / "ncm-seed0").mkdir(parents=True)
