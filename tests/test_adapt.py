@@ -130,6 +130,7 @@ def test_cli_adapt(replay_run, tmp_path, capsys):
     assert "--data" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 @pytest.mark.data
 def test_adapt_a_split_mnist_run_to_new_classes_from_an_npz(tmp_path):
     """End to end on real data: Split-MNIST with replay, then two new classes (letters-like

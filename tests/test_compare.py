@@ -87,6 +87,7 @@ def test_compare_rejects_repeated_or_empty_lists(tmp_path, capsys, args, words):
     assert not (tmp_path / "g").exists()
 
 
+@pytest.mark.slow
 def test_grid_never_deletes_what_ffcl_did_not_write(tmp_path):
     small = ["strategy.hidden=[16]", "scenario.n_experiences=2", "scenario.epochs=1"]
     mine = tmp_path / "grid" / "naive-seed0"
@@ -113,6 +114,7 @@ def test_grid_cells_sweep_every_combination():
         grid_cells(["naive"], [0], ["strategy.lr"])
 
 
+@pytest.mark.slow
 def test_compare_sweeps_a_grid_in_parallel_and_reports_failed_runs(tmp_path, capsys):
     """--grid makes one row per setting; --workers 2 runs two cells at a time; a run that fails
     (an lr that breaks the recipe's validation) is listed, not dropped, and the others finish."""
@@ -150,6 +152,7 @@ def test_ray_executor_gives_the_local_table(tmp_path):
     assert config["threads"] == max(1, len(os.sched_getaffinity(0)) // 2)  # the cores divided by the workers
 
 
+@pytest.mark.slow
 def test_a_finished_run_of_another_recipe_is_not_reused(tmp_path, capsys):
     """issue 26: `--scenario online_split_digits` into a folder holding a split_digits run must not
     report the old run under the new title; nor may a run made with other --set overrides be reused."""
@@ -166,6 +169,7 @@ def test_a_finished_run_of_another_recipe_is_not_reused(tmp_path, capsys):
     assert main(base) == 0 and "finished earlier, reused" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_a_run_whose_recipe_stated_a_default_is_reused(tmp_path, capsys):
     """A recipe that states a default value and one that leaves it out are the same recipe: a run made
     when the recipe said `shrinkage = 1e-4` explicitly is reused when the recipe no longer says it."""

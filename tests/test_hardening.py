@@ -149,6 +149,7 @@ for what, path in zip(sys.argv[1::2], sys.argv[2::2]):
 """
 
 
+@pytest.mark.slow
 def test_hostile_sizes_under_a_memory_limit(tmp_path):
     """Under `ulimit -v` (address space: a normal run peaks at about 3.8 GB here, most of it torch's
     libraries), a normal learner trains, saves and loads, and each hostile size is refused in one line."""
@@ -259,6 +260,7 @@ def _alive(pid):
         return False
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
 def test_runs_die_with_a_killed_compare(tmp_path):
     proc = _compare(tmp_path / "OUT")
