@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from ffcl.config import ConfigError, load_scenario, load_strategy
 from ffcl.data import DataError, load_dataset
 from ffcl.machine import machine_info
 from ffcl.rundir import write_json
 
-__all__ = ["write_benchmark", "check_benchmark"]
+__all__ = ["write_benchmark", "check_benchmark", "throughputs"]
 
 
 def write_benchmark(path: Path, **fields: Any) -> None:
@@ -47,3 +50,19 @@ def check_benchmark(*, strategies: Iterable[str] = (), scenarios: Iterable[str] 
     checked = [f"{len(v)} {k}" for k, v in (("strategy recipe(s)", strategies), ("scenario(s)", scenarios), ("data set(s)", datasets)) if v]
     checked += [f"{len(list(given))} {what}(s)" for what, (given, _) in (names or {}).items()]
     return f"dry run, nothing run or written: checked {', '.join(checked) or 'the arguments'}"
+
+
+def throughputs(fns: dict[str, Any], x: torch.Tensor, repeats: int = 5, chunk: int = 100) -> dict[str, float]:
+    """Images per second of each ``fn`` over ``x`` in chunks of ``chunk``: the functions take turns
+    (round-robin, best of ``repeats`` each), so a slow spell of the machine hits them all alike."""
+    best = dict.fromkeys(fns, float("inf"))
+    with torch.no_grad():
+        for fn in fns.values():
+            fn(x[:chunk])  # warm-up
+        for _ in range(repeats):
+            for name, fn in fns.items():
+                t = time.perf_counter()
+                for i in range(0, len(x), chunk):
+                    fn(x[i : i + chunk])
+                best[name] = min(best[name], time.perf_counter() - t)
+    return {name: len(x) / t for name, t in best.items()}

@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 from avalanche.training.plugins import EvaluationPlugin
 
-from _common import check_benchmark, write_benchmark  # noqa: E402 (benchmarks/_common.py)
+from _common import check_benchmark, throughputs, write_benchmark  # noqa: E402 (benchmarks/_common.py)
 from ffcl.config import load_strategy
 from ffcl.data import TensorData, load_dataset, make_stream
 from ffcl.data.streams import permuted
@@ -53,21 +53,6 @@ def subset(data: TensorData, n_train: int, n_test: int, seed: int) -> TensorData
     tr, te = pick(data.y_train, n_train), pick(data.y_test, n_test)
     tr = tr[torch.randperm(len(tr), generator=g)]
     return TensorData(data.name, data.x_train[tr], data.y_train[tr], data.x_test[te], data.y_test[te], data.class_names)
-
-
-def images_per_s(fns: dict, x: torch.Tensor, repeats: int) -> dict[str, float]:
-    """Images per second of each ``fn`` over ``x`` in chunks of CHUNK, taking turns (best of ``repeats``)."""
-    best = dict.fromkeys(fns, float("inf"))
-    with torch.no_grad():
-        for fn in fns.values():
-            fn(x[:CHUNK])  # warm-up
-        for _ in range(repeats):
-            for name, fn in fns.items():
-                t = time.perf_counter()
-                for i in range(0, len(x), CHUNK):
-                    fn(x[i : i + CHUNK])
-                best[name] = min(best[name], time.perf_counter() - t)
-    return {name: len(x) / t for name, t in best.items()}
 
 
 def accuracy(model: torch.nn.Module, data: TensorData) -> float:
@@ -106,7 +91,7 @@ def run(name: str, data: TensorData, keep: list[int], args: argparse.Namespace) 
         rows.append(dict(learner=name, classes=data.num_classes, mode=mode, cascade=list(model.cascade), hidden=list(cfg.hidden),
                          train_images_per_s=len(data.y_train) / train_s, accuracy=accuracy(model, data)))
     bp = MLP(data.input_shape, list(cfg.hidden), data.num_classes).eval()
-    speeds = images_per_s({**models, "bp": bp}, data.x_test, args.repeats)
+    speeds = throughputs({**models, "bp": bp}, data.x_test, args.repeats, chunk=CHUNK)
     for row in rows:
         row.update(eval_images_per_s=speeds[row["mode"]], bp_images_per_s=speeds["bp"])
         row["eval_fraction_of_bp"] = row["eval_images_per_s"] / row["bp_images_per_s"]

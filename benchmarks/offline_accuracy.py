@@ -20,33 +20,16 @@ import json
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 
 from ffcl.data import load_dataset
-from _common import check_benchmark, write_benchmark  # noqa: E402 (benchmarks/_common.py)
+from _common import check_benchmark, throughputs, write_benchmark  # noqa: E402 (benchmarks/_common.py)
 from ffcl.experiment import load_learner
 from ffcl.nn import MLP
 
 CHUNK = 100  # images per inference call (x10 candidates = 1000 rows, the cache-friendly size)
-
-
-def throughputs(fns: dict, x: torch.Tensor, repeats: int = 5) -> dict[str, float]:
-    """Images per second of each ``fn`` over ``x`` in chunks of CHUNK: the functions take turns
-    (round-robin, best of ``repeats`` each), so a slow spell of the machine hits them all alike."""
-    best = dict.fromkeys(fns, float("inf"))
-    with torch.no_grad():
-        for fn in fns.values():
-            fn(x[:CHUNK])  # warm-up
-        for _ in range(repeats):
-            for name, fn in fns.items():
-                t = time.perf_counter()
-                for i in range(0, len(x), CHUNK):
-                    fn(x[i : i + CHUNK])
-                best[name] = min(best[name], time.perf_counter() - t)
-    return {name: len(x) / t for name, t in best.items()}
 
 
 def label_loop(model):
@@ -103,7 +86,7 @@ def main() -> None:
                 "peak_memory_mb": metrics["peak_memory_mb"],
             }
             fns = {"eval": model, "bp_mlp": bp} | ({"label_loop": label_loop(model)} if hasattr(model, "scores") else {})
-            row |= {f"{name}_images_per_s": v for name, v in throughputs(fns, x).items()}
+            row |= {f"{name}_images_per_s": v for name, v in throughputs(fns, x, chunk=CHUNK).items()}
             if hasattr(model, "scores"):
                 row["throughput_vs_bp"] = row["eval_images_per_s"] / row["bp_mlp_images_per_s"]
                 row["throughput_vs_label_loop"] = row["eval_images_per_s"] / row["label_loop_images_per_s"]
