@@ -283,7 +283,8 @@ def main(argv: list[str] | None = None) -> int:
     from .metrics.memory import freeze_imported_objects
     from .trust import UntrustedCheckpoint
 
-    freeze_imported_objects()  # torch's and Avalanche's modules: no garbage collection walks them again
+    if args.command in ("run", "adapt"):  # the commands that train collect garbage after every experience
+        freeze_imported_objects()  # torch's and Avalanche's modules: no collection walks them again
 
     try:
         if args.command == "run":
