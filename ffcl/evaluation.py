@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any, TextIO
 
 import torch
-from avalanche.evaluation.metrics import accuracy_metrics, bwt_metrics, forgetting_metrics, loss_metrics, timing_metrics
+from avalanche.evaluation.metrics import accuracy_metrics, loss_metrics, timing_metrics
 from avalanche.logging import TextLogger
 from avalanche.training.plugins import EvaluationPlugin
 
@@ -39,15 +39,13 @@ def _test_data_metrics(stream: Stream, sc: ScenarioConfig, seed: int) -> list[An
 
 
 def run_evaluator(stream: Stream, sc: ScenarioConfig, seed: int, log_file: TextIO) -> EvaluationPlugin:
-    """The evaluator of a run: Avalanche's accuracy, loss, timing, forgetting and BWT (logged), the
-    accuracy matrix (:class:`MatrixSummary`, the source of ``metrics.json``'s matrix and summaries),
+    """The evaluator of a run: Avalanche's accuracy, loss and timing (logged), the accuracy matrix
+    (:class:`MatrixSummary`, the one source of ``metrics.json``'s matrix, forgetting and BWT),
     prequential accuracy on online streams, anytime accuracy and block activity; logged to ``log_file``."""
     return EvaluationPlugin(
         accuracy_metrics(experience=True, stream=True),
         loss_metrics(stream=True),
         timing_metrics(experience=True),
-        forgetting_metrics(stream=True),  # Avalanche's, logged; metrics.json has the matrix-based ones
-        bwt_metrics(stream=True),
         MatrixSummary(stream.n_experiences),
         *([PrequentialAccuracy(sc.prequential_window, sc.anytime_every or 1000)] if sc.online else []),
         *_test_data_metrics(stream, sc, seed),

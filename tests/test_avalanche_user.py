@@ -61,6 +61,28 @@ def test_matrix_summary_on_nc_benchmark_with_partial_evaluations(digits):
     assert results["Summary/final_average_accuracy"] == pytest.approx(sum(rows[-1]) / 5)
 
 
+def test_avalanches_forgetting_and_bwt_in_a_users_evaluator_agree_with_the_matrix(digits):
+    """ffcl's evaluator derives forgetting and BWT from the accuracy matrix alone; a user who adds
+    Avalanche's own StreamForgetting/StreamBWT reads the same figures (Avalanche measures
+    forgetting from the accuracy right after training, a[j][j] - a[T-1][j]: that is -BWT)."""
+    from avalanche.evaluation.metrics import bwt_metrics, forgetting_metrics
+
+    stream = make_stream(digits, 5)
+    summary = MatrixSummary(5)
+    evaluator = EvaluationPlugin(accuracy_metrics(experience=True, stream=True), forgetting_metrics(stream=True),
+                                 bwt_metrics(stream=True), summary, loggers=[])
+    cfg = load_strategy("naive")
+    cfg.epochs = 4
+    strategy = build_strategy(cfg, input_shape=(1, 8, 8), num_classes=10, evaluator=evaluator)
+    torch.manual_seed(0)
+    for exp in stream.train_stream:
+        strategy.train(exp)
+        results = strategy.eval(stream.test_stream)
+    assert backward_transfer(summary.rows) < -0.1  # naive forgets: the comparison is not between zeros
+    assert results["StreamBWT/eval_phase/test_stream"] == pytest.approx(backward_transfer(summary.rows), abs=1e-6)
+    assert results["StreamForgetting/eval_phase/test_stream"] == pytest.approx(-backward_transfer(summary.rows), abs=1e-6)
+
+
 def test_matrix_summary_without_per_experience_accuracy_in_the_evaluator(digits):
     stream = make_stream(digits, 2)
     summary = MatrixSummary(2)
