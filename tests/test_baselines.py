@@ -179,7 +179,7 @@ def test_optimizer_and_sizes_come_from_the_recipe(stream):
         (small(plugins={"replay": {"policy": "fifo"}}), ["'policy'", "reservoir", "class_balanced", "'fifo'"]),
         (small(plugins={"replay": {"policy": 3}}), ["'policy'", "string"]),
         (small(learner="sffa", learner_args={"boost": -1.0}), ["'boost'", ">= 0"]),
-        (small(learner="df", learner_args={"peer_normalization": -0.1}), ["peer_normalization", ">= 0"]),
+        (small(learner="df", learner_args={"peer_normalization": 0.1}), ["'peer_normalization'", "learner 'df'"]),
     ],
 )
 def test_bad_recipes(stream, cfg, needles):

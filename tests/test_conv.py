@@ -310,8 +310,8 @@ def test_conv_recipes_refuse_what_they_cannot_do(digits):
         with pytest.raises(ConfigError, match="set strategy.net"):
             build_strategy(cfg, input_shape=(1, 8, 8), num_classes=10)
     cfg = load_strategy("df")
-    cfg.net, cfg.learner_args["peer_normalization"] = "vgg", 0.03
-    with pytest.raises(ConfigError, match="peer_normalization is not used by df on a vgg net; it applies to mlp nets"):
+    cfg.net, cfg.learner_args["code_dim"] = "vgg", 50
+    with pytest.raises(ConfigError, match="code_dim is not used by df on a vgg net; it applies to mlp nets"):
         build_strategy(cfg, input_shape=(1, 8, 8), num_classes=10)
     cfg = load_strategy("naive")
     cfg.net = "alexnet"

@@ -10,7 +10,7 @@ from avalanche.training.plugins import EvaluationPlugin
 from ffcl.config import StrategyConfig
 from ffcl.data import load_dataset, make_stream
 from ffcl.nn.ff import FFBlock, FFNet, rms_normalize, topk_last
-from ffcl.objectives import OBJECTIVES, make_objective, peer_normalization
+from ffcl.objectives import OBJECTIVES, make_objective
 from ffcl.strategies import build_strategy
 from ffcl.strategies.ff_template import FFTemplate, sample_negatives
 
@@ -77,19 +77,6 @@ def test_objective_prefers_positive(name):
     assert obj.loss(better) < obj.loss(h)
 
 
-def test_peer_normalization_pulls_idle_units_up_and_busy_ones_down():
-    h = torch.ones(16, 4, requires_grad=True)
-    with torch.no_grad():
-        h[:, 0] = 0.0  # a unit that never fires
-        h[:, 3] = 5.0  # a unit that fires for everything
-    running = torch.zeros(4)
-    penalty = peer_normalization(h, running, momentum=0.9)
-    penalty.backward()
-    assert h.grad[:, 0].sum() < 0 < h.grad[:, 3].sum()  # descent raises unit 0, lowers unit 3
-    torch.testing.assert_close(running, 0.1 * h.detach().mean(0))
-    assert peer_normalization(torch.ones(16, 4), torch.ones(4)) == 0  # equal peers: no penalty
-
-
 @pytest.mark.parametrize("objective,kw", [("hinton", {}), ("sffa", {"split": True, "k": 4})])  # dense and sparse pass-on
 def test_no_gradient_crosses_a_block_boundary(digits, objective, kw):
     torch.manual_seed(0)
@@ -107,7 +94,7 @@ def test_no_gradient_crosses_a_block_boundary(digits, objective, kw):
 
 @pytest.mark.parametrize("learner,args", [
     ("sffa", {"k": 8}), ("sffa", {"k": 8, "standardize_input": True}), ("df", {"collaboration": True}),
-    ("df", {"peer_normalization": 0.3}), ("ff", {}),
+    ("ff", {}),
 ])
 def test_fused_and_blockwise_updates_give_the_same_gradients(learner, args, digits):
     grads = {}

@@ -115,7 +115,6 @@ class FFBlock(nn.Module):
         self.bias = nn.Parameter(torch.empty(units).uniform_(-bound, bound))
         self.units, self.k, self.split = units, k, split
         self.register_buffer("owner", None)  # class owning each unit (-1: free); set by ffcl.allocation
-        self.register_buffer("mean_activity", torch.zeros(units))  # running mean on positives (peer normalisation)
         self.boost = boost
         self.register_buffer("duty", torch.full((units,), self.density))  # win rate on positives (boosting)
 

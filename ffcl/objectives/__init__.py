@@ -4,8 +4,7 @@ from .base import OBJECTIVES, Objective, make_objective, register_objective
 from .dimcomp import DimensionalityCompression, effective_dimensionality
 from .distance import CentroidDistance, DistanceNPair
 from .hinton import HintonFF
-from .peer import peer_normalization
 from .sffa import SFFA
 from .symba import SymBa
 
-__all__ = ["OBJECTIVES", "Objective", "make_objective", "register_objective", "DimensionalityCompression", "effective_dimensionality", "CentroidDistance", "DistanceNPair", "HintonFF", "SFFA", "SymBa", "peer_normalization"]
+__all__ = ["OBJECTIVES", "Objective", "make_objective", "register_objective", "DimensionalityCompression", "effective_dimensionality", "CentroidDistance", "DistanceNPair", "HintonFF", "SFFA", "SymBa"]

@@ -19,7 +19,7 @@ from .sff import SFFTemplate
 
 
 @register_learner("df", takes_net=True, template=dict(negatives="hardest", n_negatives=4, collaboration=True), local_blocks=True,
-                  mlp_only=("code_dim", "code_p", "code_scale", "seed", "peer_normalization"),
+                  mlp_only=("code_dim", "code_p", "code_scale", "seed"),
                   not_used={"hybrid_negatives": "its N-pair loss contrasts each positive with its own negatives"})
 def df(
     ctx: BuildContext,

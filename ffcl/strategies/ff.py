@@ -17,7 +17,7 @@ from .registry import BuildContext, register_learner
 
 
 @register_learner("ff", takes_net=True, template=dict(negatives="hardest"), local_blocks=True,
-                  mlp_only=("residual", "peer_normalization"))
+                  mlp_only=("residual",))
 def ff(
     ctx: BuildContext,
     theta: float | None = 30.0,

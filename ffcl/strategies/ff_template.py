@@ -33,7 +33,6 @@ from ..config import ConfigError
 from ..data.loaders import TensorLoaders
 from ..data.streams import experience_classes
 from ..nn.ff import NEG, FFNet
-from ..objectives import peer_normalization
 from .heads import task_mask_of
 
 __all__ = ["FFTemplate", "ScoreCrossEntropy", "sample_negatives", "NEGATIVES", "TEMPLATE_OPTIONS", "template_signature"]
@@ -47,7 +46,6 @@ TEMPLATE_OPTIONS: dict[str, Any] = {
     "collaboration": False,
     "update": "fused",
     "hybrid_negatives": 0.0,
-    "peer_normalization": 0.0,
     "training_scores": True,
     "hard_candidates": 0,
     "cascade": (),
@@ -169,8 +167,6 @@ class FFTemplate(TensorLoaders, SupervisedTemplate):
     :param hybrid_negatives: self-generated negatives per sample (``ffcl.allocation.hybrid_images``:
         two batch images of different classes blended through a blurred mask, shown as a negative
         with the labels of both).
-    :param peer_normalization: weight of the peer-normalisation penalty that keeps every unit of
-        a block in use (``ffcl.objectives.peer``; 0 turns it off).
     :param hard_candidates: with ``hardest`` negatives, score only this many random wrong labels per
         image and take the hardest of them (0: every seen class). Scoring costs a forward pass per
         candidate, so a few candidates buy most of the hard negatives' gain at a fraction of the cost;
@@ -190,8 +186,6 @@ class FFTemplate(TensorLoaders, SupervisedTemplate):
 
     hard_candidates: int = 0  # class default: strategies checkpointed before the option existed still load
 
-    peer_weight: float = 0.0  # class default: strategies checkpointed before the option existed still load
-
     def __init__(
         self,
         *,
@@ -202,7 +196,6 @@ class FFTemplate(TensorLoaders, SupervisedTemplate):
         collaboration: bool = False,
         update: str = "fused",
         hybrid_negatives: float = 0.0,
-        peer_normalization: float = 0.0,
         training_scores: bool = True,
         hard_candidates: int = 0,
         cascade: list[int] = (),  # type: ignore[assignment]  (a tuple: an immutable default)
@@ -214,8 +207,6 @@ class FFTemplate(TensorLoaders, SupervisedTemplate):
             raise ConfigError(f"update must be one of {', '.join(UPDATES)}, got '{update}'")
         if n_negatives < 1:
             raise ConfigError(f"n_negatives must be >= 1, got {n_negatives}")
-        if peer_normalization < 0:
-            raise ConfigError(f"peer_normalization must be >= 0, got {peer_normalization}")
         if hybrid_negatives < 0:
             raise ConfigError(f"hybrid_negatives must be >= 0, got {hybrid_negatives}")
         if hard_candidates and (negatives != "hardest" or training_scores or hard_candidates < n_negatives):
@@ -228,12 +219,9 @@ class FFTemplate(TensorLoaders, SupervisedTemplate):
             raise ConfigError(str(e)) from None
         kwargs.setdefault("criterion", ScoreCrossEntropy())
         super().__init__(model=model, optimizer=optimizer, **kwargs)
-        if peer_normalization and not all(hasattr(b, "mean_activity") for b in model.blocks):
-            raise ConfigError("peer_normalization works on MLP blocks only; set it to 0 for a conv net")
         self.negatives, self.n_negatives = negatives, n_negatives
         self.collaboration, self.update = collaboration, update
         self.hybrid_negatives = hybrid_negatives
-        self.peer_weight = peer_normalization
         self.training_scores = training_scores
         self.hard_candidates = hard_candidates
         self._acts: list[torch.Tensor] | None = None
@@ -336,13 +324,9 @@ class FFTemplate(TensorLoaders, SupervisedTemplate):
         return [total - g[..., i] for i in range(g.shape[-1])]
 
     def _local_loss(self, block: torch.nn.Module, a: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
-        """One block's loss: its objective, plus peer normalisation of its positive activities
-        (whose win rates also drive k-WTA boosting)."""
+        """One block's loss: its objective (the positive activities' win rates also drive k-WTA boosting)."""
         block.update_duty(a[:, 0])
-        loss = self.model.objective.loss(a, context)
-        if self.peer_weight:
-            loss = loss + self.peer_weight * peer_normalization(a[:, 0], block.mean_activity)
-        return loss
+        return self.model.objective.loss(a, context)
 
     def criterion(self) -> torch.Tensor:
         if not self.is_training:

@@ -21,7 +21,7 @@ from .registry import BuildContext, register_learner, register_plugin
 
 
 @register_learner("sffa", takes_net=True, template={}, local_blocks=True,
-                  mlp_only=("k", "boost", "code_dim", "code_p", "code_scale", "seed", "peer_normalization"),
+                  mlp_only=("k", "boost", "code_dim", "code_p", "code_scale", "seed"),
                   not_used={"collaboration": "its symmetric loss reads no other layer's goodness"})
 def sffa(
     ctx: BuildContext,

@@ -22,7 +22,6 @@ from .registry import BuildContext, register_learner
 
 
 @register_learner("trifecta", takes_net=True, template=dict(update="overlap"), local_blocks=True,
-                  mlp_only=("peer_normalization",),
                   not_used={"hybrid_negatives": "its SymBa loss contrasts each positive with its own negatives"})
 def trifecta(ctx: BuildContext, alpha: float = 4.0, score_layers: str = "last", standardize_input: bool = False,
              **template: Any) -> FFTemplate:
