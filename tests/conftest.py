@@ -1,5 +1,6 @@
-"""Shared fixtures: a fresh run directory, a builder for small, fast run configs, and
-:func:`require_data`, which skips a test whose real data set is not on this machine."""
+"""Shared fixtures: a fresh run directory, a builder for small, fast run configs,
+:func:`require_data`, which skips a test whose real data set is not on this machine, and
+:func:`interrupt_at`, which stops a run part-way as Ctrl-C would."""
 
 from __future__ import annotations
 
@@ -47,6 +48,29 @@ def require_data(*names: str) -> None:
     missing = [n for n in dict.fromkeys(names) if n not in BUILT_IN and not data_available(n)]
     if missing:
         pytest.skip(f"needs {', '.join(missing)}, which is not on this machine (docs/data.md)")
+
+
+def interrupt_at(monkeypatch: pytest.MonkeyPatch, experience: int, *, online: bool = False,
+                 error: type[BaseException] = KeyboardInterrupt) -> None:
+    """Make training raise ``error`` (KeyboardInterrupt, as Ctrl-C would) once, when it reaches
+    ``experience``; with ``online``, part-way through that experience (after its first
+    mini-experience). Joint training, whose one ``train`` call takes the whole stream, is cut there."""
+    from avalanche.training import JointTraining
+    from avalanche.training.templates import SupervisedTemplate
+
+    raised: list[int] = []
+
+    def cut(original: Callable) -> Callable:
+        def train(self, exp, *args, **kwargs):
+            index = exp.origin_experience.current_experience if online else getattr(exp, "current_experience", experience)
+            if not raised and index == experience and (not online or not exp.is_first_subexp):
+                raised.append(index)
+                raise error
+            return original(self, exp, *args, **kwargs)
+        return train
+
+    for template in (SupervisedTemplate, JointTraining):  # JointTraining has a train() of its own
+        monkeypatch.setattr(template, "train", cut(template.train))
 
 
 @pytest.fixture

@@ -100,20 +100,12 @@ def test_adapt_refuses_bad_input_and_loses_nothing(replay_run, tmp_path):
 
 
 def test_adapt_resumes_after_an_interruption(replay_run, tmp_path, monkeypatch):
-    from avalanche.training.templates import SupervisedTemplate
+    from conftest import interrupt_at
 
     data = new_classes_npz(tmp_path / "new.npz")
     full = adapt_run(replay_run, data, tmp_path / "full", n_experiences=2, quiet=True)
-    original, calls = SupervisedTemplate.train, []
-
-    def train(self, *args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return original(self, *args, **kwargs)
-
     with monkeypatch.context() as m:
-        m.setattr(SupervisedTemplate, "train", train)
+        interrupt_at(m, 1)
         with pytest.raises(KeyboardInterrupt):
             adapt_run(replay_run, data, tmp_path / "cut", n_experiences=2, quiet=True)
     resumed = adapt_run(None, None, tmp_path / "cut", resume=True, quiet=True)

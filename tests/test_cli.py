@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from avalanche.training.templates import SupervisedTemplate
+from conftest import interrupt_at
 
 from ffcl.cli import main
 from ffcl.config import list_recipes
@@ -62,15 +62,8 @@ def test_run_prints_progress_without_quiet(tmp_path, capsys):
 
 def test_interrupt_then_resume(tmp_path, capsys, monkeypatch):
     out_dir = tmp_path / "run"
-    original = SupervisedTemplate.train
-
-    def train(self, exp, *args, **kwargs):
-        if exp.current_experience == 1:
-            raise KeyboardInterrupt
-        return original(self, exp, *args, **kwargs)
-
     with monkeypatch.context() as m:
-        m.setattr(SupervisedTemplate, "train", train)
+        interrupt_at(m, 1)
         rc = main(["run", "--quiet", "--out", str(out_dir), *SMALL])
     _, err = capsys.readouterr()
     assert rc == 130 and "--resume" in err and "Traceback" not in err

@@ -55,25 +55,14 @@ def _received(run, where, dataset, marker):
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """A finished and an interrupted naive run on Split-Digits."""
-    from avalanche.training.templates import SupervisedTemplate
-    from conftest import build_run_config
+    from conftest import build_run_config, interrupt_at
 
     base = tmp_path_factory.mktemp("runs")
     run_experiment(build_run_config("split_digits", "naive", SMALL), base / "done", quiet=True)
-    original, calls = SupervisedTemplate.train, []
-
-    def train(self, *args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return original(self, *args, **kwargs)
-
-    SupervisedTemplate.train = train
-    try:
+    with pytest.MonkeyPatch.context() as m:
+        interrupt_at(m, 1)
         with pytest.raises(KeyboardInterrupt):
             run_experiment(build_run_config("split_digits", "naive", SMALL), base / "cut", quiet=True)
-    finally:
-        SupervisedTemplate.train = original
     return base / "done", base / "cut"
 
 
@@ -98,23 +87,14 @@ def test_resume_with_a_data_root_of_ones_own(runs, tmp_path, capsys):
     assert "was not written by ffcl on this machine" in capsys.readouterr().err  # past the data: the checkpoint's own check
 
 
-def test_own_run_with_a_data_root_resumes(make_config, tmp_path):
-    from avalanche.training.templates import SupervisedTemplate
+def test_own_run_with_a_data_root_resumes(make_config, tmp_path, monkeypatch):
+    from conftest import interrupt_at
 
     cfg = make_config("split_digits", "naive", SMALL + [f"scenario.data_root='{tmp_path / 'root'}'"])
-    original = SupervisedTemplate.train
-
-    def train(self, exp, *args, **kwargs):
-        if exp.current_experience == 1:
-            raise KeyboardInterrupt
-        return original(self, exp, *args, **kwargs)
-
-    SupervisedTemplate.train = train
-    try:
+    with monkeypatch.context() as m:
+        interrupt_at(m, 1)
         with pytest.raises(KeyboardInterrupt):
             run_experiment(cfg, tmp_path / "run", quiet=True)
-    finally:
-        SupervisedTemplate.train = original
     assert main(["run", "--resume", str(tmp_path / "run"), "--quiet"]) == 0
 
 

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from avalanche.training.templates import SupervisedTemplate
-
+from conftest import interrupt_at
 from ffcl.config import to_dict
 from ffcl.experiment import RunError, load_run_config, resolve_device, run_experiment
 from ffcl.metrics import summarize
@@ -19,19 +18,6 @@ FILES = {"config.json", "metrics.json", "metrics.csv", "log.txt", "checkpoint.pt
 
 def snapshot(folder: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
-
-
-def interrupt_at(monkeypatch, experience: int, online: bool = False) -> None:
-    """Make training raise KeyboardInterrupt (as Ctrl-C would) when it reaches ``experience``."""
-    original = SupervisedTemplate.train
-
-    def train(self, exp, *args, **kwargs):
-        index = exp.origin_experience.current_experience if online else exp.current_experience
-        if index == experience and (not online or not exp.is_first_subexp):  # online: mid-experience
-            raise KeyboardInterrupt
-        return original(self, exp, *args, **kwargs)
-
-    monkeypatch.setattr(SupervisedTemplate, "train", train)
 
 
 def csv_rows(path: Path) -> list[dict[str, str]]:

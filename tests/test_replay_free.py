@@ -318,7 +318,7 @@ def test_covariance_refresh_reuses_the_factor_for_that_many_samples():
 def test_a_run_on_a_torchscript_feature_extractor_checkpoints_and_resumes(tmp_path, make_config, monkeypatch):
     """A ScriptModule cannot be pickled: the checkpoint holds its TorchScript archive instead, so the
     run finishes, and a resumed run (trusted: the user's own) ends as an uninterrupted one."""
-    from avalanche.training.templates import SupervisedTemplate
+    from conftest import interrupt_at
 
     from ffcl.experiment import run_experiment
 
@@ -326,15 +326,8 @@ def test_a_run_on_a_torchscript_feature_extractor_checkpoints_and_resumes(tmp_pa
     torch.jit.save(extractor, str(tmp_path / "features.pt"))
     cfg = make_config("split_digits", "slda", [f'strategy.learner_args.feature_extractor="{tmp_path / "features.pt"}"'])
     full = run_experiment(cfg, tmp_path / "full", quiet=True)
-    original = SupervisedTemplate.train
-
-    def train(self, exp, *args, **kwargs):
-        if exp.current_experience == 2:
-            raise KeyboardInterrupt
-        return original(self, exp, *args, **kwargs)
-
     with monkeypatch.context() as m:
-        m.setattr(SupervisedTemplate, "train", train)
+        interrupt_at(m, 2)
         with pytest.raises(KeyboardInterrupt):
             run_experiment(cfg, tmp_path / "cut", quiet=True)
     assert run_experiment(None, tmp_path / "cut", resume=True, quiet=True)["accuracy_matrix"] == full["accuracy_matrix"]

@@ -7,12 +7,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from avalanche.training import JointTraining
-from avalanche.training.templates import SupervisedTemplate
 
 from ffcl.config import list_recipes, load_strategy
 from ffcl.data import loaders
 from ffcl.experiment import run_experiment
+from conftest import interrupt_at
 
 # Two experiences of five classes, one epoch: enough for the second experience to depend on every
 # piece of state the first one leaves behind, and fast enough to walk all recipes.
@@ -43,20 +42,8 @@ def test_resume_is_exact_for_every_recipe(name, tmp_path, make_config, monkeypat
     cfg = make_config("split_digits", name, short(name, tmp_path), seed=5)
     full = run_experiment(cfg, tmp_path / "full", quiet=True)
 
-    seen: list[int] = []
-
-    def cut(original):
-        def train(self, exp, *args, **kwargs):
-            # joint training trains once, on the whole stream: it is cut before its only checkpoint
-            if getattr(exp, "current_experience", 1) == 1 and not seen:
-                seen.append(1)
-                raise Interrupt
-            return original(self, exp, *args, **kwargs)
-        return train
-
     with monkeypatch.context() as m:
-        for template in (SupervisedTemplate, JointTraining):  # JointTraining has a train() of its own
-            m.setattr(template, "train", cut(template.train))
+        interrupt_at(m, 1, error=Interrupt)  # joint training: before its only checkpoint
         with pytest.raises(Interrupt):
             run_experiment(cfg, tmp_path / "cut", quiet=True)
     resumed = run_experiment(None, tmp_path / "cut", resume=True, quiet=True)
