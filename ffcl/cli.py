@@ -220,8 +220,8 @@ def _compare(args: argparse.Namespace) -> None:
     if args.dry_run:
         from .experiment import dry_run
 
-        streams: dict = {}  # one stream per scenario setting and seed, shared by the grid's runs
-        for cell in cells:
+        streams: dict = {}  # the latest stream, shared by the runs on the same scenario setting and seed
+        for cell in sorted(cells, key=lambda c: c.seed):  # seed by seed: each stream is built once
             print(f"{cell.dirname}: {dry_run(cell_config(args.scenario, cell, args.overrides, args.device), streams)}")
         print(f"dry run: {len(cells)} run(s) checked, nothing trained or written")
         return

@@ -22,6 +22,7 @@ scripts import from it (``load_learner``, ``write_checkpoint``, ``RunError``, ..
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import time
@@ -108,12 +109,16 @@ def dry_run(cfg: RunConfig, streams: dict[str, Any] | None = None) -> str:
     """Everything a run checks before it trains (recipes, overrides, the data set, the stream,
     the learner and its plugins, the device), without training or writing anything; a line
     describing the run it would make. ``streams``: a dict the caller keeps across the runs of a
-    grid, so that runs on the same scenario and seed build their stream once."""
+    grid, so that consecutive runs on the same scenario and seed build their stream once (it holds
+    only the latest stream: a Permuted MNIST stream takes gigabytes)."""
     key = json.dumps([to_dict(cfg.scenario), cfg.seed, cfg.device], sort_keys=True)
     if streams is not None and key in streams:
         cfg.validate()
         device, data, stream = streams[key]
     else:
+        if streams:
+            streams.clear()  # free the previous stream before building the next
+            gc.collect()
         device, data, stream = _data_and_stream(cfg, cache=False)
         if streams is not None:
             streams[key] = (device, data, stream)

@@ -206,3 +206,27 @@ def test_compare_out_naming_a_file_is_one_line(tmp_path, capsys):
     assert main(["compare", "--strategies", "ncm", "--out", str(tmp_path / "f")]) == 2
     err = capsys.readouterr().err
     assert "is a file" in err and len(err.strip().splitlines()) == 1 and (tmp_path / "f").read_text() == "mine"
+
+
+def test_a_dry_run_builds_each_seeds_stream_once_and_holds_one(tmp_path, capsys, monkeypatch):
+    import ffcl.experiment as experiment
+
+    built, held = [], []
+    real = experiment._data_and_stream
+    original_dry_run = experiment.dry_run
+
+    def counting(cfg, cache=True):
+        built.append(cfg.seed)
+        return real(cfg, cache)
+
+    def watching(cfg, streams=None):
+        line = original_dry_run(cfg, streams)
+        held.append(len(streams))
+        return line
+
+    monkeypatch.setattr(experiment, "_data_and_stream", counting)
+    monkeypatch.setattr(experiment, "dry_run", watching)
+    rc = main(["compare", "--strategies", "naive,replay,ncm", "--seeds", "0,1", "--out", str(tmp_path / "g"), "--dry-run"])
+    assert rc == 0, capsys.readouterr().err
+    assert sorted(built) == [0, 1] and held == [1] * 6
+    assert not (tmp_path / "g").exists()
