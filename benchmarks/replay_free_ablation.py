@@ -5,6 +5,8 @@ per run, resumable) on Split-MNIST and Split-Fashion-MNIST:
 
     python benchmarks/replay_free_ablation.py --seeds 0 --out benchmarks/results/replay_free_ablation
 
+``--set KEY=VALUE`` (repeatable) changes every variant alike, e.g. the readout's shrinkage.
+
 Writes <out>/<scenario>/<variant>-seed<N>/ run directories, <out>/ablation.md and
 <out>/replay_free_ablation.json (all rows, the command and the machine).
 """
@@ -15,7 +17,9 @@ import argparse
 import time
 from pathlib import Path
 
-from ffcl.compare import COLUMNS, format_markdown, grid_cells, run_grid, summarize_runs
+from ffcl.compare import COLUMNS, cell_config, format_markdown, grid_cells, run_grid, summarize_runs
+from ffcl.config import ConfigError
+from ffcl.experiment import dry_run
 from _common import check_benchmark, write_benchmark  # noqa: E402 (benchmarks/_common.py)
 
 RF = "strategy.learner_args"
@@ -42,23 +46,33 @@ def main() -> None:
     p.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated names from VARIANTS")
     p.add_argument("--seeds", default="0")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/replay_free_ablation"))
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="an override applied to every variant (as `ffcl run --set`), e.g. strategy.learner_args.shrinkage=1e-4")
     p.add_argument("--dry-run", action="store_true", help="check the arguments, recipes and data sets; run nothing")
     args = p.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     if args.dry_run:
-        return print(check_benchmark(strategies=["replay_free"], scenarios=args.scenarios.split(","),
-                                     names={"variant": (args.variants.split(","), VARIANTS)}))
+        checked = check_benchmark(strategies=["replay_free"], scenarios=args.scenarios.split(","),
+                                  names={"variant": (args.variants.split(","), VARIANTS)})
+        streams: dict = {}
+        for scenario in args.scenarios.split(","):  # the overrides apply to every variant: each run as `ffcl run --dry-run` checks it
+            for name in args.variants.split(","):
+                try:
+                    dry_run(cell_config(scenario, grid_cells(["replay_free"], seeds)[0], [*args.overrides, *VARIANTS[name]], "cpu"), streams)
+                except ConfigError as e:
+                    raise SystemExit(f"error: {e}") from None
+        return print(checked)
     rows, text = [], []
     for scenario in args.scenarios.split(","):
         t = time.perf_counter()
         scenario_rows = []
         for name in args.variants.split(","):
             dirs, failed = run_grid(scenario, grid_cells(["replay_free"], seeds), args.out / scenario / name,
-                                    overrides=VARIANTS[name], device="cpu")
+                                    overrides=[*args.overrides, *VARIANTS[name]], device="cpu")
             if failed:
                 raise SystemExit(f"{name}: runs failed: {failed}")
             (row,) = summarize_runs(dirs)
-            scenario_rows.append({**row, "strategy": name, "overrides": VARIANTS[name]})
+            scenario_rows.append({**row, "strategy": name, "overrides": [*args.overrides, *VARIANTS[name]]})
         text.append(f"## {scenario} ({time.perf_counter() - t:.0f} s)\n\n{format_markdown(scenario_rows)}\n")
         print(text[-1], flush=True)
         rows += scenario_rows

@@ -94,15 +94,17 @@ RECIPE_KEYS = ("scenario_name", "strategy_name", "seed", "scenario", "strategy")
 
 def _with_defaults(cfg: dict[str, Any]) -> dict[str, Any]:
     """A run config with its learner's and plugins' defaults filled in, so that a recipe which states a
-    default and one which leaves it out compare equal; its loggers left out (they change no result)."""
+    default and one which leaves it out compare equal; its loggers and the recipes' descriptions left out
+    (they change no result)."""
     from .strategies.registry import argument_defaults
 
     st = cfg["strategy"]
     defaults = argument_defaults(from_dict(StrategyConfig, st, "strategy"))
     learner_args = {**defaults["learner_args"], **st.get("learner_args", {})}
     plugins = {n: {**defaults["plugins"].get(n, {}), **(args or {})} for n, args in st.get("plugins", {}).items()}
-    st = {k: v for k, v in st.items() if k != "loggers"}  # where the figures are also logged: not the recipe
-    return {**cfg, "strategy": {**st, "learner_args": learner_args, "plugins": plugins}}
+    st = {k: v for k, v in st.items() if k not in ("loggers", "description")}  # not the recipe's behaviour
+    sc = {k: v for k, v in cfg["scenario"].items() if k != "description"}
+    return {**cfg, "scenario": sc, "strategy": {**st, "learner_args": learner_args, "plugins": plugins}}
 
 
 def _check_same_recipe(run_dir: Path, wanted: RunConfig) -> None:

@@ -230,3 +230,15 @@ def test_a_dry_run_builds_each_seeds_stream_once_and_holds_one(tmp_path, capsys,
     assert rc == 0, capsys.readouterr().err
     assert sorted(built) == [0, 1] and held == [1] * 6
     assert not (tmp_path / "g").exists()
+
+
+def test_a_run_whose_recipe_only_reworded_its_description_is_reused(tmp_path, capsys):
+    out = tmp_path / "g"
+    base = ["compare", "--strategies", "ncm", "--seeds", "0", "--out", str(out)]
+    assert main(base) == 0
+    config = out / "ncm-seed0" / "config.json"
+    recorded = json.loads(config.read_text())
+    recorded["strategy"]["description"] = recorded["scenario"]["description"] = "worded otherwise"
+    config.write_text(json.dumps(recorded))
+    capsys.readouterr()
+    assert main(base) == 0 and "finished earlier, reused" in capsys.readouterr().out

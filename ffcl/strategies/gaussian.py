@@ -283,7 +283,7 @@ def dc_lda(
     ctx: BuildContext,
     feature_experiences: int = 1,
     readout: str = "lda",
-    shrinkage: float | str = 1e-4,
+    shrinkage: float | str = "oas",
     copies: int = 10,
     dropout: float = 0.2,
     proj_dim: int = 100,
