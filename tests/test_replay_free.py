@@ -21,7 +21,7 @@ from ffcl.data import load_dataset, make_stream
 from ffcl.data.datasets import DataError
 from ffcl.nn.dc import DCNet
 from ffcl.objectives import DimensionalityCompression, effective_dimensionality
-from ffcl.readout import ClassGaussians
+from ffcl.readout import ClassGaussians, oas_shrinkage
 from ffcl.strategies import build_strategy
 
 
@@ -150,6 +150,10 @@ def test_dc_lda_trains_features_only_in_its_first_experiences(digits):
     assert torch.equal(strategy.model.readout.means[:2], means[:2])  # old classes' statistics never change
     assert int(strategy.model.readout.counts.sum()) == len(digits.y_train)  # every training image counted once
     assert (predictions(strategy, digits.x_test) == digits.y_test).float().mean() > 0.85
+    # the readout's shrinkage is OAS by default (chosen on a validation split; docs/replay_free.md), set from the statistics
+    readout = strategy.model.readout
+    assert readout.shrinkage == "oas" and readout.shrinkage_value() == oas_shrinkage(readout.scatter, float(readout.counts.sum()))
+    assert 0 < readout.shrinkage_value() < 1
 
 
 def test_dc_lda_refuses_bad_arguments(digits):
