@@ -14,6 +14,7 @@ Writes <out>/<scenario>/<variant>-seed<N>/ run directories, <out>/ablation.md an
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -57,10 +58,7 @@ def main() -> None:
         streams: dict = {}
         for scenario in args.scenarios.split(","):  # the overrides apply to every variant: each run as `ffcl run --dry-run` checks it
             for name in args.variants.split(","):
-                try:
-                    dry_run(cell_config(scenario, grid_cells(["replay_free"], seeds)[0], [*args.overrides, *VARIANTS[name]], "cpu"), streams)
-                except ConfigError as e:
-                    raise SystemExit(f"error: {e}") from None
+                dry_run(cell_config(scenario, grid_cells(["replay_free"], seeds)[0], [*args.overrides, *VARIANTS[name]], "cpu"), streams)
         return print(checked)
     rows, text = [], []
     for scenario in args.scenarios.split(","):
@@ -81,4 +79,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except ConfigError as e:  # a bad variant, recipe, data set or --set: one line, as validation_choice.py
+        sys.exit(f"replay_free_ablation: error: {e}")
