@@ -2,7 +2,8 @@
 
 The label's contribution to a block is a per-class offset, W [h; x; code_c] = W_h h + W_x x + W_c code_c,
 so an FF block computes the image projection once per image and adds one row per class. A cascade
-keeps the best candidates after each block and runs the deeper blocks on those alone.
+keeps the best candidates after each block and runs the deeper blocks on those alone; a shortlist
+lets only the candidates whose input class mean lies nearest the image enter the first block.
 """
 
 from __future__ import annotations
@@ -186,3 +187,92 @@ def test_hardest_negatives_come_from_the_cascade(learner, digits):
     negs = strategy._labels[:, 1:]
     top = cascaded.scatter(1, y[:, None], float("-inf")).topk(negs.shape[1], 1).indices
     assert torch.equal(negs.sort(1).values, top.sort(1).values)
+
+
+def _observed(name: str, digits, shortlist: int, hidden=(48, 48, 48)) -> FFNet:
+    net = _net(name, digits, hidden)
+    net.set_shortlist(shortlist)
+    for x, y in zip(digits.x_train.split(100), digits.y_train.split(100)):
+        net.observe(x, y)
+    return net
+
+
+@pytest.mark.parametrize("name", list(NETS))
+def test_a_shortlist_of_every_class_is_exhaustive_scoring_bit_for_bit(name, digits):
+    net = _observed(name, digits, 10)
+    x = digits.x_test[:100]
+    with torch.no_grad():
+        net.set_shortlist(0)
+        exhaustive = net(x)
+        net.set_shortlist(10)
+        assert torch.equal(net(x), exhaustive)
+        net.set_shortlist(25)
+        assert torch.equal(net(x), exhaustive)
+        net.set_cascade([10, 10])
+        assert torch.equal(net(x), exhaustive)
+
+
+def test_the_class_means_are_the_training_images_means(digits):
+    net = _observed("sffa", digits, 4)
+    for c in range(10):
+        mine = digits.y_train == c
+        assert net.input_count[c].item() == mine.sum().item()
+        torch.testing.assert_close(net.input_sum[c] / net.input_count[c], digits.x_train[mine].flatten(1).mean(0))
+
+
+def test_the_shortlist_lets_the_nearest_class_means_in_and_ranks_the_rest_below(digits):
+    net = _observed("df", digits, 4)
+    x = digits.x_test[:100]
+    mean = net.input_sum / net.input_count[:, None]
+    nearest = torch.cdist(x.flatten(1), mean).topk(4, 1, largest=False).indices
+    with torch.no_grad():
+        scores = net(x)
+        full = net.candidate_scores(x, torch.arange(10).expand(len(x), -1))
+    top4 = scores.topk(4, 1).indices
+    assert torch.equal(top4.sort(1).values, nearest.sort(1).values)  # only the shortlist went through the blocks
+    torch.testing.assert_close(scores.gather(1, top4), full.gather(1, top4))  # and they score as exhaustively
+    rest = scores.topk(10, 1).indices[:, 4:]  # the others below them, nearest first
+    dist = torch.cdist(x.flatten(1), mean).gather(1, rest)
+    assert (dist[:, 1:] >= dist[:, :-1] - 1e-4).all()
+
+
+def test_a_class_without_statistics_is_always_shortlisted(digits):
+    net = _net("df", digits)
+    net.set_shortlist(2)
+    net.observe(digits.x_train[:300], digits.y_train[:300].clamp(max=8))  # class 9 never observed
+    assert net.input_count[9] == 0
+    with torch.no_grad():
+        top2 = net(digits.x_test[:50]).topk(2, 1).indices
+    assert (top2 == 9).any(1).all()
+
+
+def test_the_shortlist_grows_with_the_net_and_refuses_what_it_cannot_use(digits):
+    net = _observed("sffa", digits, 3)
+    net.grow(14)
+    assert net.input_sum.shape == (14, 64) and net.input_count[10:].eq(0).all()
+    with pytest.raises(ValueError, match="integer >= 0"):
+        net.set_shortlist(-1)
+    with pytest.raises(ConfigError, match="shortlist"):
+        _strategy("df", digits, (32, 32), shortlist="3")
+    assert _strategy("ff", digits, (32, 32)).model.shortlist == 0  # the default: every class enters
+
+
+def test_training_merges_each_minibatch_into_the_means_after_scoring_it(digits):
+    """The training-time scoring pass (output, hardest negatives) uses the means from before the
+    minibatch, which is merged afterwards; the means survive a state-dict round trip (checkpoints)."""
+    strategy = _strategy("df", digits, (32, 32), shortlist=3, negatives="hardest")
+    model = strategy.model
+    model.activate(torch.arange(10))
+    model.observe(digits.x_train[64:400], digits.y_train[64:400])
+    x, y = digits.x_train[:64], digits.y_train[:64]
+    with torch.no_grad():
+        before = model.chunked_scores(x, torch.arange(10).expand(64, -1))
+    strategy.mbatch = [x, y, torch.zeros_like(y)]
+    strategy.model.train()
+    strategy.is_training = True
+    strategy._plan = None
+    assert torch.equal(strategy.forward(), before)
+    assert model.input_count.sum().item() == 400
+    twin = _strategy("df", digits, (32, 32), shortlist=3).model
+    twin.load_state_dict(model.state_dict())
+    assert torch.equal(twin.input_sum, model.input_sum)

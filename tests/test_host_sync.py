@@ -92,6 +92,15 @@ def test_a_candidate_cascade_scores_without_waiting_for_the_host(recipe):
     assert not syncs.ops, f"{recipe} with a cascade: syncing ops in the training loop: {dict(syncs.ops)}"
 
 
+@pytest.mark.parametrize("recipe", ["sffa", "df"])
+def test_a_shortlist_scores_and_learns_its_class_means_without_waiting_for_the_host(recipe):
+    """The shortlist ranks by a matrix product and keeps a fixed number (sort, gather); the class
+    means are merged by index_add: no boolean mask, no item()."""
+    syncs = _train(recipe, shortlist=3, cascade=[2])
+    assert syncs.iterations >= 9
+    assert not syncs.ops, f"{recipe} with a shortlist: syncing ops in the training loop: {dict(syncs.ops)}"
+
+
 def test_prequential_accuracy_reads_its_hits_in_bulk():
     metric = PrequentialAccuracy(window=100, every=10**9)
     syncs = _train("sffa", EvaluationPlugin(metric), online=True)

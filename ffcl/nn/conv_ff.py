@@ -84,6 +84,7 @@ class ConvFFNet(FFNet):
         if split and any(width % 2 for width in hidden):
             raise ValueError(f"positive and negative channel halves need even widths, got {hidden}")
         self.objective, self.split, self.standardize_input = objective, split, standardize_input
+        self.input_dim = c * h * w
         self.register_buffer("codes", torch.zeros(max_classes, 0))  # the label enters as a learned plane, not a code
         self.register_buffer("active", torch.zeros(max_classes, dtype=torch.bool))
         self.register_buffer("frozen", torch.zeros(max_classes, dtype=torch.bool))
@@ -102,6 +103,7 @@ class ConvFFNet(FFNet):
         self.codes = self.codes.new_zeros(num_classes, 0)
         self.active = torch.cat([self.active, self.active.new_zeros(extra)])
         self.frozen = torch.cat([self.frozen, self.frozen.new_zeros(extra)])
+        self._grow_input_means(num_classes)
         first = self.blocks[0]
         first.label = nn.Parameter(torch.cat([first.label.detach(), torch.randn(extra, *first.label.shape[1:], device=first.label.device)]))
 

@@ -124,7 +124,11 @@ class DCConvNet(nn.Module):
         acts = self._activities((copies * keep / (1 - self.dropout)).flatten(0, 1))
         return [a.view(b, n, *a.shape[1:]) for a in acts]
 
-    def local_loss(self, acts: list[torch.Tensor]) -> torch.Tensor:
+    def local_loss(self, x: torch.Tensor) -> torch.Tensor:
+        """Sum of the stages' DC losses on ``copies`` dropout copies of each image (as :meth:`DCNet.local_loss`)."""
+        return self.compression_loss(self.noisy_activities(x))
+
+    def compression_loss(self, acts: list[torch.Tensor]) -> torch.Tensor:
         """Sum of the stages' DC losses on their noisy responses (no gradient crosses a stage)."""
         total = 0
         for i, a in enumerate(acts):

@@ -227,6 +227,7 @@ class FFNet(nn.Module):
 
     standardize_input: bool = False  # class default: networks pickled before the option existed still load
     cascade: tuple[int, ...] = ()  # candidates kept after each block (:meth:`set_cascade`); empty: exhaustive
+    shortlist: int = 0  # candidates that enter the first block (:meth:`set_shortlist`); 0: every one
 
     def __init__(
         self,
@@ -285,6 +286,7 @@ class FFNet(nn.Module):
         self.codes = self.code_scale * label_codes(num_classes, **self.code_args).to(device)
         self.active = torch.cat([self.active, self.active.new_zeros(num_classes - old)])
         self.frozen = torch.cat([self.frozen, self.frozen.new_zeros(num_classes - old)])
+        self._grow_input_means(num_classes)
         if self.code_args["kind"] != "onehot":
             return
         for block in self.blocks:
@@ -337,6 +339,42 @@ class FFNet(nn.Module):
                              f"block(s) takes at most {len(self.blocks) - 1} value(s), got {list(cascade)}")
         self.cascade = cascade
 
+    def set_shortlist(self, shortlist: int) -> None:
+        """Let only the ``shortlist`` candidates whose class mean of the input (as the blocks see it,
+        :meth:`encode`) lies nearest the image enter the first block; 0: every candidate. The class
+        means are exact streaming statistics of the training images (:meth:`observe`), kept in
+        buffers (``input_sum``, ``input_count``: the input size plus one number per class), so they
+        never go stale and need no stored image. ValueError for a value a net cannot use."""
+        if isinstance(shortlist, bool) or not isinstance(shortlist, int) or shortlist < 0:
+            raise ValueError(f"shortlist is the number of candidates that enter the first block, an integer >= 0 (0: all), got {shortlist!r}")
+        self.shortlist = shortlist
+        if shortlist and not hasattr(self, "input_sum"):
+            device = self.active.device
+            self.register_buffer("input_sum", torch.zeros(self.max_classes, self.input_dim, device=device))
+            self.register_buffer("input_count", torch.zeros(self.max_classes, device=device))
+
+    def _grow_input_means(self, num_classes: int) -> None:
+        if hasattr(self, "input_sum") and len(self.input_count) < num_classes:
+            extra = num_classes - len(self.input_count)
+            self.input_sum = torch.cat([self.input_sum, self.input_sum.new_zeros(extra, self.input_sum.shape[1])])
+            self.input_count = torch.cat([self.input_count, self.input_count.new_zeros(extra)])
+
+    @torch.no_grad()
+    def observe(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """Merge training images x with labels y into the class means of the input (a no-op without a shortlist)."""
+        if self.shortlist:
+            self.input_sum.index_add_(0, y, self.encode(x).flatten(1).to(self.input_sum.dtype))
+            self.input_count.index_add_(0, y, torch.ones_like(y, dtype=self.input_count.dtype))
+
+    def _shortlist_key(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Minus the squared distance [B, K] from each encoded image x to its candidates' input class
+        means (up to the image's own norm, which ranks nothing); a class without statistics yet
+        ranks above every other, so it is never left out."""
+        mean = self.input_sum / self.input_count.clamp(min=1)[:, None]
+        key = (2 * x.flatten(1) @ mean.T - mean.pow(2).sum(1)).gather(1, labels)
+        fresh = (self.input_count == 0)[labels]
+        return torch.where(fresh, key.amax(1, keepdim=True) + 1, key)
+
     def _pruning_key(self, gs: list[torch.Tensor]) -> torch.Tensor:
         """The score accumulated over the blocks run so far (goodness of those among the scoring
         layers; of all of them when none scores yet, e.g. FF's unscored first block)."""
@@ -344,22 +382,39 @@ class FFNet(nn.Module):
         return torch.stack(scored, -1).sum(-1)
 
     def candidate_scores(self, x: torch.Tensor, labels: torch.Tensor, sparse: bool = False,
-                         cascade: tuple[int, ...] = ()) -> torch.Tensor:
+                         cascade: tuple[int, ...] = (), shortlist: int = 0) -> torch.Tensor:
         """Candidate scores [B, K]: goodness summed over the scoring layers, block by block.
 
         ``sparse`` (k-WTA networks, no gradient needed): from the winners alone, without building
         the dense activities (the goodness of an objective that sums over units is that of the winners).
-        ``cascade``: after block i only the ``cascade[i]`` candidates with the best score so far go on
-        (:meth:`set_cascade`); a pruned candidate's score is its partial score shifted below every
-        candidate that went further, so the ranking (argmax, hardest negatives) is the cascade's, but its
-        value is no goodness. Survivors keep their original order and are picked by top-k and gather
-        with fixed sizes (no host synchronisation); with every k >= K the result is exhaustive scoring's
-        bit for bit.
+        ``shortlist`` (:meth:`set_shortlist`): only the ``shortlist`` candidates nearest the image by
+        their input class means enter the first block. ``cascade``: after block i only the
+        ``cascade[i]`` candidates with the best score so far go on (:meth:`set_cascade`). A pruned
+        candidate's score is its partial score (for the shortlist: minus its distance) shifted below
+        every candidate that went further, so the ranking (argmax, hardest negatives) is the cascade's,
+        but its value is no goodness. Survivors keep their original order and are picked by sort and
+        gather with fixed sizes (no host synchronisation); with every k >= K the result is exhaustive
+        scoring's bit for bit.
         """
         x = self.encode(x)
         b, K = labels.shape
         gs: list[torch.Tensor] = []
         pos, pruned, below = None, [], None
+
+        def prune(key: torch.Tensor, k: int) -> torch.Tensor:
+            """Keep the k best candidates by ``key`` [B, n]: their positions among the n."""
+            nonlocal pos, labels
+            order = key.argsort(dim=1, descending=True)  # fixed-size sort: no host synchronisation
+            keep = order[:, :k].sort(dim=1).values  # survivors in their original order
+            if pos is None:
+                pos = torch.arange(K, device=labels.device).expand(b, K)
+            if k < key.shape[1]:
+                pruned.append((pos.gather(1, order[:, k:]), key.gather(1, order[:, k:])))
+            pos, labels = pos.gather(1, keep), labels.gather(1, keep)
+            return keep
+
+        if shortlist and shortlist < K:
+            prune(self._shortlist_key(x, labels), shortlist)
         for i, block in enumerate(self.blocks):
             if sparse:
                 z = block.activation(x, self.codes, labels, below)
@@ -374,15 +429,7 @@ class FFNet(nn.Module):
                 gs.append(self.objective.goodness(a))
             if i < len(cascade) and i + 1 < len(self.blocks):
                 n = labels.shape[1]
-                k = min(cascade[i], n)
-                key = self._pruning_key(gs)
-                order = key.argsort(dim=1, descending=True)  # fixed-size sort: no host synchronisation
-                keep = order[:, :k].sort(dim=1).values  # survivors in their original order
-                if pos is None:
-                    pos = torch.arange(K, device=labels.device).expand(b, K)
-                if k < n:
-                    pruned.append((pos.gather(1, order[:, k:]), key.gather(1, order[:, k:])))
-                pos, labels = pos.gather(1, keep), labels.gather(1, keep)
+                keep = prune(self._pruning_key(gs), min(cascade[i], n))
                 gs = [g.gather(1, keep) for g in gs]
                 below = _keep(below, keep, n)
         final = torch.stack([gs[i] for i in self.score_layers], -1).sum(-1)
@@ -406,14 +453,17 @@ class FFNet(nn.Module):
         return self.candidate_scores(x, labels, sparse=True)
 
     def infer_scores(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """:meth:`candidate_scores` through the net's cascade (:meth:`set_cascade`), computed
+        """:meth:`candidate_scores` through the net's shortlist and cascade (:meth:`set_shortlist`,
+        :meth:`set_cascade`), computed
         sparsely when no gradient is needed and every block has k-WTA."""
         sparse = not torch.is_grad_enabled() and all(b.sparse for b in self.blocks)
-        return self.candidate_scores(x, labels, sparse, self.cascade)
+        return self.candidate_scores(x, labels, sparse, self.cascade, self.shortlist)
 
     def chunked_scores(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """:meth:`infer_scores` in chunks of at most ``max_rows`` candidate rows (images x labels)."""
-        chunk = max(1, self.max_rows // max(1, labels.shape[1]))
+        """:meth:`infer_scores` in chunks of at most ``max_rows`` candidate rows (images x the labels
+        that enter the first block: the shortlist, where there is one)."""
+        rows = min(labels.shape[1], self.shortlist or labels.shape[1])
+        chunk = max(1, self.max_rows // max(1, rows))
         if len(x) <= chunk:
             return self.infer_scores(x, labels)
         return torch.cat([self.infer_scores(x[i : i + chunk], labels[i : i + chunk]) for i in range(0, len(x), chunk)])

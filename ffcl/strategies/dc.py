@@ -68,7 +68,7 @@ class DCTemplate(TensorLoaders, SupervisedTemplate):
             return super().forward()
         model: DCClassifier = self.model
         acts = model.features.noisy_activities(self.mb_x)
-        self._dc_loss = model.features.local_loss(acts)
+        self._dc_loss = model.features.compression_loss(acts)
         return model.energy(acts[-1].detach())
 
     def criterion(self) -> torch.Tensor:

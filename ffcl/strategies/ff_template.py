@@ -49,6 +49,7 @@ TEMPLATE_OPTIONS: dict[str, Any] = {
     "training_scores": True,
     "hard_candidates": 0,
     "cascade": (),
+    "shortlist": 0,
 }
 """The FF template's options and their defaults: what every FF learner takes under ``learner_args``
 (ffcl.strategies.register_learner; a learner may change a default or refuse an option its objective
@@ -180,6 +181,10 @@ class FFTemplate(TensorLoaders, SupervisedTemplate):
         training-time scoring pass, hardest negatives): after block i only the ``cascade[i]`` labels
         with the best score so far run through the deeper blocks (:meth:`FFNet.set_cascade
         <ffcl.nn.ff.FFNet.set_cascade>`); empty (the default): every seen class through every block.
+    :param shortlist: where candidates are scored, only this many of them, those whose class mean of
+        the training images lies nearest the image, enter the first block (:meth:`FFNet.set_shortlist
+        <ffcl.nn.ff.FFNet.set_shortlist>`; the means are exact streaming statistics, no stored image);
+        0 (the default): every seen class. With ``cascade``, the first block's k is then at most this.
     """
 
     training_scores: bool = True  # class default: strategies checkpointed before the option existed still load
@@ -199,6 +204,7 @@ class FFTemplate(TensorLoaders, SupervisedTemplate):
         training_scores: bool = True,
         hard_candidates: int = 0,
         cascade: list[int] = (),  # type: ignore[assignment]  (a tuple: an immutable default)
+        shortlist: int = 0,
         **kwargs: Any,
     ) -> None:
         if negatives not in NEGATIVES:
@@ -215,6 +221,7 @@ class FFTemplate(TensorLoaders, SupervisedTemplate):
         check_plugins(kwargs.get("plugins") or [])
         try:
             model.set_cascade(cascade)
+            model.set_shortlist(shortlist)
         except ValueError as e:
             raise ConfigError(str(e)) from None
         kwargs.setdefault("criterion", ScoreCrossEntropy())
@@ -293,6 +300,7 @@ class FFTemplate(TensorLoaders, SupervisedTemplate):
             negs = pool.gather(1, pool_scores.topk(min(n_negatives, pool.shape[1]), dim=1).indices)
         else:
             negs = sample_negatives(y, classes, n_negatives, self.negatives, scores, allowed)
+        model.observe(x, y)  # after this minibatch was scored: its labels never reach its own predictions
         self._labels = torch.cat([y[:, None], negs], dim=1)
         self._hybrid = None
         n_hybrid = round(self.hybrid_negatives * len(y))

@@ -33,7 +33,7 @@ from torch import nn
 
 from ..config import ConfigError
 from ..data.loaders import TensorLoaders, dataset_tensors
-from ..nn.dc import DCNet
+from ..nn.dc import DCConvNet, DCNet
 from ..nn.ff import NEG
 from ..objectives import DimensionalityCompression
 from ..readout import AUTO_SHRINKAGE, KINDS, ClassGaussians
@@ -278,7 +278,7 @@ def ncm(ctx: BuildContext) -> GaussianTemplate:
     return GaussianTemplate(model=model, **ctx.template_kwargs())
 
 
-@register_learner("dc_lda")
+@register_learner("dc_lda", takes_net=True, local_blocks=True)
 def dc_lda(
     ctx: BuildContext,
     feature_experiences: int = 1,
@@ -291,13 +291,17 @@ def dc_lda(
     seed: int = 0,
     covariance_refresh: int = 0,
 ) -> GaussianTemplate:
-    """Dimensionality-compression FF blocks (``hidden`` wide), trained during the first
-    ``feature_experiences`` experiences and then frozen, under a streaming Gaussian ``readout``
-    (``covariance_refresh`` as for ``slda``)."""
+    """Dimensionality-compression FF blocks (``hidden`` wide; on a conv ``net``, its stages with the
+    last stage's output map as the features), trained during the first ``feature_experiences``
+    experiences and then frozen, under a streaming Gaussian ``readout`` (``covariance_refresh`` as for ``slda``)."""
     hidden = ctx.blocks()
+    common = dict(copies=copies, dropout=dropout, proj_dim=proj_dim, standardize_input=standardize_input, seed=seed)
     try:
-        net = DCNet(ctx.input_shape, hidden, DimensionalityCompression(), copies=copies, dropout=dropout,
-                    proj_dim=proj_dim, standardize_input=standardize_input, seed=seed)
+        if ctx.config.net == "mlp":
+            net: DCNet | DCConvNet = DCNet(ctx.input_shape, hidden, DimensionalityCompression(), **common)
+        else:
+            net = DCConvNet(ctx.config.net, ctx.image_shape(), hidden, DimensionalityCompression(),
+                            stages_per_block=ctx.config.stages_per_block, **common)
     except ValueError as e:
         raise ConfigError(f"dc_lda: {e}") from None
     model = GaussianClassifier(net, _readout(ctx, net.feature_size, readout, shrinkage, covariance_refresh))
