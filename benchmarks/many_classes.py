@@ -2,10 +2,12 @@
 
 An FF learner that takes the label as input scores an image by one candidate pass per known class;
 a cascade (the FF template's ``cascade`` option, ffcl.nn.ff.FFNet.set_cascade) keeps only the best
-``k`` candidates after each block but the last. For each learner recipe (``sffa``, ``df``, ``ff``,
+``k`` candidates after each block but the last, and a shortlist (``shortlist``, FFNet.set_shortlist)
+lets only the candidates whose input class mean lies nearest the image enter the first block. For each learner recipe (``sffa``, ``df``, ``ff``,
 at their own widths) and each class count, this script trains one epoch on ``--train`` images
 (the recipe's hardest negatives; no plugins) exhaustively and with the cascade, each from the same
-initial weights, then measures, side by side in this process:
+initial weights (``cascade`` mode: with the shortlist too, where ``--shortlist`` gives one for
+that class count), then measures, side by side in this process:
 
 - ``train_images_per_s``: that training epoch (scoring pass for hardest negatives, local update);
 - ``eval_images_per_s``: ``model(x)`` over ``--test`` test images in chunks of 100, taking turns
@@ -16,7 +18,7 @@ initial weights, then measures, side by side in this process:
 each permutation's digits ten new classes, trained jointly; ``--train`` and ``--test`` images are
 drawn (seeded) from the whole set. The machine may be shared: compare numbers measured in one run.
 
-    python benchmarks/many_classes.py --threads 1 --out benchmarks/results/many_classes.json
+    python benchmarks/many_classes.py --threads 1 --train 3000 --test 1000 --repeats 2 --out benchmarks/results/many_classes.json
     python benchmarks/many_classes.py --learners sffa --train 500 --test 200 --repeats 1   # quicker
 """
 
@@ -70,25 +72,26 @@ def parse_keep(text: str) -> dict[int, list[int]]:
     return out
 
 
-def run(name: str, data: TensorData, keep: list[int], args: argparse.Namespace) -> list[dict]:
-    """Exhaustive and cascaded rows for one learner recipe on ``data``."""
+def run(name: str, data: TensorData, keep: list[int], shortlist: int, args: argparse.Namespace) -> list[dict]:
+    """Exhaustive and cascaded (and shortlisted) rows for one learner recipe on ``data``."""
     cfg = load_strategy(name)
     cfg.epochs, cfg.plugins = 1, {}
     experience = make_stream(data, 1).train_stream[0]
     rows, models, initial = [], {}, None
     for mode in ("exhaustive", "cascade"):
-        cfg.learner_args = {**cfg.learner_args, "cascade": keep[: len(cfg.hidden) - 1] if mode == "cascade" else []}
+        cfg.learner_args = {**cfg.learner_args, "cascade": keep[: len(cfg.hidden) - 1] if mode == "cascade" else [],
+                            "shortlist": shortlist if mode == "cascade" else 0}
         torch.manual_seed(args.seed)
         strategy = build_strategy(cfg, input_shape=data.input_shape, num_classes=data.num_classes, evaluator=EvaluationPlugin(loggers=[]))
         if initial is None:
             initial = copy.deepcopy(strategy.model.state_dict())
-        strategy.model.load_state_dict(initial)
+        strategy.model.load_state_dict(initial, strict=False)  # the shortlist's class means (cascade mode) start empty
         t = time.perf_counter()
         strategy.train(experience)
         train_s = time.perf_counter() - t
         model = strategy.model.eval()
         models[mode] = model
-        rows.append(dict(learner=name, classes=data.num_classes, mode=mode, cascade=list(model.cascade), hidden=list(cfg.hidden),
+        rows.append(dict(learner=name, classes=data.num_classes, mode=mode, cascade=list(model.cascade), shortlist=model.shortlist, hidden=list(cfg.hidden),
                          train_images_per_s=len(data.y_train) / train_s, accuracy=accuracy(model, data)))
     bp = MLP(data.input_shape, list(cfg.hidden), data.num_classes).eval()
     speeds = throughputs({**models, "bp": bp}, data.x_test, args.repeats, chunk=CHUNK)
@@ -126,7 +129,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--learners", default="sffa,df,ff", help="strategy recipes of label-input FF learners")
     p.add_argument("--classes", default="10,100", help="class counts: 10 (MNIST) and/or 100 (10 permutations of MNIST)")
-    p.add_argument("--keep", default="10=3:2,100=10:3", help="the cascade per class count (k after each block, ':'-separated; "
+    p.add_argument("--shortlist", default="100=10", help="the shortlist per class count (candidates that enter the first block; "
+                                                         "none for a count not named)")
+    p.add_argument("--keep", default="10=3:2,100=3:2", help="the cascade per class count (k after each block, ':'-separated; "
                                                            "cut to the recipe's blocks but the last)")
     p.add_argument("--train", type=int, default=3000, help="training images (one epoch)")
     p.add_argument("--test", type=int, default=2000, help="test images")
@@ -138,6 +143,7 @@ def main() -> None:
     args = p.parse_args()
     counts = [int(c) for c in args.classes.split(",")]
     keep = parse_keep(args.keep)
+    shortlist = {c: ks[0] for c, ks in parse_keep(args.shortlist).items()} if args.shortlist else {}
     if any(c not in (10, 100) for c in counts) or any(c not in keep for c in counts):
         p.error(f"--classes takes 10 and/or 100, each with a cascade in --keep; got --classes {args.classes} --keep {args.keep}")
     if args.dry_run:
@@ -149,7 +155,7 @@ def main() -> None:
     for c in counts:
         data = subset(mnist if c == 10 else permuted(mnist, 10, seed=args.seed), args.train, args.test, args.seed)
         for name in args.learners.split(","):
-            rows += run(name, data, keep[c], args)
+            rows += run(name, data, keep[c], shortlist.get(c, 0), args)
     write_benchmark(args.out, train_images=args.train, test_images=args.test, epochs=1, seed=args.seed,
                     threads=torch.get_num_threads(), results=rows)
     plot(rows, args.out.with_suffix(".png"))
