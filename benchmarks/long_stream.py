@@ -13,6 +13,10 @@ a VAE per class). Exit status 1 if any learner fails.
 
     python benchmarks/long_stream.py --out benchmarks/results/long_stream.json --plot docs/long_stream_memory.png
     python benchmarks/long_stream.py --learners naive --experiences 10        # quicker
+
+``--learner-arg KEY=VALUE`` sets a learner argument for every learner that takes it (e.g. the label-input
+FF learners' ``shortlist=10`` and ``cascade=[3]``, ffcl.nn.ff.FFNet); ``wall_time_s`` is each run's
+whole time (training, and evaluating the whole test stream after every experience).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import json
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +35,7 @@ from ffcl.config import load_strategy
 from ffcl.data import load_dataset
 from _common import check_benchmark, write_benchmark  # noqa: E402 (benchmarks/_common.py)
 from ffcl.strategies import build_strategy
+from ffcl.strategies.registry import argument_defaults
 
 
 def permuted_mnist_npz(path: Path, n_classes: int, train_per_class: int, test_per_class: int, seed: int) -> int:
@@ -77,6 +83,8 @@ def main() -> None:
     p.add_argument("--hidden", default="400,400", help="hidden sizes of every learner (replay_free: the first)")
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--warmup", type=int, default=5, help="experiences before memory is expected to be flat")
+    p.add_argument("--learner-arg", dest="learner_args", action="append", default=[],
+                   help="KEY=VALUE (a TOML value): a learner argument for every learner that takes it (repeatable)")
     p.add_argument("--tolerance-mb", type=float, default=64.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--runs", type=Path, help="where the run directories go (default: a temporary folder)")
@@ -85,6 +93,8 @@ def main() -> None:
     p.add_argument("--dry-run", action="store_true", help="check the arguments, recipes and data sets; run nothing")
     args = p.parse_args()
     hidden = [int(h) for h in args.hidden.split(",")]
+    if any("=" not in a for a in args.learner_args):
+        p.error(f"--learner-arg takes KEY=VALUE, got {args.learner_args}")
     if args.dry_run:
         return print(check_benchmark(strategies=args.learners.split(","), datasets=["mnist"]))
     runs = args.runs or Path(tempfile.mkdtemp(prefix="ffcl-long-stream-"))
@@ -99,11 +109,15 @@ def main() -> None:
     for name in args.learners.split(","):
         strategy = load_strategy(name)
         sets = [f"strategy.hidden={hidden[:1] if strategy.learner == 'dc_lda' else hidden}"]
+        takes = argument_defaults(strategy)["learner_args"]
+        sets += [f"strategy.learner_args.{a}" for a in args.learner_args if a.split("=")[0] in takes]
         if "allocation" in strategy.plugins:
             sets.append(f"strategy.plugins.allocation.max_classes={n_classes}")
         cmd = [sys.executable, "-m", "ffcl.cli", "run", "--scenario", str(runs / "scenario.toml"), "--strategy", name,
                "--seed", str(args.seed), "--device", "cpu", "--out", str(runs / name), "--quiet"]
+        start = time.perf_counter()
         subprocess.run(cmd + [a for s in sets for a in ("--set", s)], check=True, stdout=subprocess.DEVNULL)  # its own process
+        wall = time.perf_counter() - start
         m = json.loads((runs / name / "metrics.json").read_text())
         rss = m["resident_memory_mb"]
         growth = rss[-1] - rss[args.warmup - 1]
@@ -113,9 +127,11 @@ def main() -> None:
         failed += [] if ok else [name]
         results[name] = {"resident_memory_mb": rss, "growth_after_warmup_mb": growth, "allowed_mb": allowed, "flat": ok,
                          "peak_memory_mb": m["peak_memory_mb"], "train_time_per_experience_s": m["train_time_per_experience_s"],
-                         "final_average_accuracy": m["final_average_accuracy"], "run_dir": str(runs / name)}
+                         "final_average_accuracy": m["final_average_accuracy"], "wall_time_s": wall,
+                         "learner_args": sets[1:], "run_dir": str(runs / name)}
         print(f"{name}: resident {rss[0]:.0f} -> {rss[-1]:.0f} MiB, growth after experience {args.warmup} {growth:+.1f} MiB "
-              f"(allowed {allowed:.1f}): {'flat' if ok else 'GROWS'}; train {sum(m['train_time_per_experience_s']):.0f} s; "
+              f"(allowed {allowed:.1f}): {'flat' if ok else 'GROWS'}; train {sum(m['train_time_per_experience_s']):.0f} s, "
+              f"wall {wall:.0f} s; "
               f"final accuracy {100 * m['final_average_accuracy']:.2f}%", flush=True)
     write_benchmark(args.out, experiences=args.experiences, classes=n_classes, hidden=hidden, train_per_class=args.train_per_class,
                     test_per_class=args.test_per_class, epochs=args.epochs, warmup=args.warmup, results=results, failed=failed)

@@ -156,6 +156,23 @@ def test_dc_lda_trains_features_only_in_its_first_experiences(digits):
     assert 0 < readout.shrinkage_value() < 1
 
 
+def test_dc_lda_on_a_conv_net_trains_its_stages_only_in_the_first_experience(digits):
+    """On a conv ``net`` the features are the last stage's map (seeds/003's conv DC blocks); its
+    batch norms' statistics freeze with the weights."""
+    torch.manual_seed(0)
+    stream = make_stream(digits, 5)
+    cfg = StrategyConfig(learner="dc_lda", net="vgg", hidden=[8, 16], epochs=2, batch_size=64, learner_args={"proj_dim": 8})
+    strategy = build(cfg, stream.input_shape, stream.num_classes)
+    features = strategy.model.features
+    assert strategy.model.readout.means.shape[1] == features.feature_size == features(digits.x_test[:2]).shape[1]
+    strategy.train(stream.train_stream[0])
+    after_first = [t.detach().clone() for t in [*features.parameters(), *features.buffers()]]
+    for exp in stream.train_stream[1:]:
+        strategy.train(exp)
+    assert all(torch.equal(a, t) for a, t in zip(after_first, [*features.parameters(), *features.buffers()]))
+    assert (predictions(strategy, digits.x_test) == digits.y_test).float().mean() > 0.85
+
+
 def test_dc_lda_refuses_bad_arguments(digits):
     for args, match in (({"feature_experiences": -1}, "feature_experiences"), ({"readout": "qda"}, "readout"),
                         ({"shrinkage": 2.0}, "shrinkage"), ({"copies": 1}, "copies")):
