@@ -21,7 +21,7 @@ _load_builtins()
 CHOICES = {  # string options: the values to try, the first one other than the default is used
     "negatives": ["random", "hardest"], "update": ["fused", "blockwise"], "score_layers": ["all", "last"],
     "predict": ["energy", "usual"], "readout": ["lda", "ncm"], "objective": ["distance", "symba"],
-    "shrinkage": [1e-4, 2e-4], "proj_dim": [32, 4], "hard_candidates": [0, 5], "cascade": [(), [5]],  # proj_dim: capped by the width (8 and 16 here)
+    "shrinkage": [1e-4, 2e-4], "proj_dim": [4, 32], "hard_candidates": [0, 5], "cascade": [(), [5]],  # proj_dim: capped by the width (8 and 16 here)
 }
 NEEDS = {"hard_candidates": {"negatives": "hardest", "training_scores": False}}  # what an option needs to be valid
 OVERRIDES = {("randumb", "gamma"): 0.5}  # (learner, argument): the test value where the generic rule does not fit
