@@ -3,7 +3,7 @@ that memory stays flat.
 
 The stream: MNIST under 10 pixel permutations (the identity first) is 100 classes ("p3-7": digit 7
 under permutation 3), learnt two classes per experience, 50 experiences, with
-``--train-per-class`` training and ``--test-per-class`` test images per class (written as an
+``--train-per-class`` training and ``--test-per-class`` test images per class (0: the whole test set; written as an
 ``npz`` user data set, so every run is an ordinary ``ffcl run``, each learner in its own process,
 with its run directory and report). After each experience the run records the process's resident memory
 (``resident_memory_mb`` in metrics.json). A learner passes if its growth from experience
@@ -40,7 +40,8 @@ from ffcl.strategies.registry import argument_defaults
 
 def permuted_mnist_npz(path: Path, n_classes: int, train_per_class: int, test_per_class: int, seed: int) -> int:
     """The first ``n_classes`` of MNIST's digits under pixel permutations (10 per permutation,
-    the identity first) as one data set."""
+    the identity first) as one data set; ``test_per_class`` 0 splits each digit's test images
+    among the 10 permutations, so the whole test set is used once."""
     mnist = load_dataset("mnist")
     g = np.random.default_rng(seed)
     xs, ys, xts, yts, names = [], [], [], [], []
@@ -48,7 +49,8 @@ def permuted_mnist_npz(path: Path, n_classes: int, train_per_class: int, test_pe
         perm = np.arange(784) if p == 0 else g.permutation(784)
         for digit in range(min(10, n_classes - 10 * p)):
             train = np.flatnonzero(mnist.y_train.numpy() == digit)[p * train_per_class : (p + 1) * train_per_class]
-            test = np.flatnonzero(mnist.y_test.numpy() == digit)[p * test_per_class : (p + 1) * test_per_class]
+            tests = np.flatnonzero(mnist.y_test.numpy() == digit)
+            test = tests[p * test_per_class : (p + 1) * test_per_class] if test_per_class else np.array_split(tests, 10)[p]
             xs.append(mnist.x_train.numpy().reshape(-1, 784)[train][:, perm])
             xts.append(mnist.x_test.numpy().reshape(-1, 784)[test][:, perm])
             ys.append(np.full(len(train), 10 * p + digit))
@@ -79,7 +81,8 @@ def main() -> None:
     p.add_argument("--learners", default="sffa,df,sffa_alloc,naive,replay,ewc,replay_free")
     p.add_argument("--experiences", type=int, default=50)
     p.add_argument("--train-per-class", type=int, default=100)
-    p.add_argument("--test-per-class", type=int, default=10)
+    p.add_argument("--test-per-class", type=int, default=10,
+                   help="test images per class; 0: all of MNIST's test set, each digit's images split among the 10 permutations")
     p.add_argument("--hidden", default="400,400", help="hidden sizes of every learner (replay_free: the first)")
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--warmup", type=int, default=5, help="experiences before memory is expected to be flat")

@@ -12,7 +12,10 @@ that class count), then measures, side by side in this process:
 - ``train_images_per_s``: that training epoch (scoring pass for hardest negatives, local update);
 - ``eval_images_per_s``: ``model(x)`` over ``--test`` test images in chunks of 100, taking turns
   with a back-propagation MLP of the same widths (``bp_images_per_s``; best of ``--repeats``);
-- ``accuracy`` on those test images.
+- ``accuracy`` on those test images, and with a shortlist ``shortlist_recall``: how often the true
+  class is among the shortlisted candidates; for the cascade, ``accuracy_trained_exhaustively``:
+  the exhaustively trained model scored through the same shortlist and cascade (the cost of the
+  cascade at evaluation alone, without its training negatives).
 
 10 classes: MNIST. 100 classes: MNIST under 10 fixed pixel permutations (ffcl.data.streams.permuted),
 each permutation's digits ten new classes, trained jointly; ``--train`` and ``--test`` images are
@@ -63,6 +66,15 @@ def accuracy(model: torch.nn.Module, data: TensorData) -> float:
     return (pred == data.y_test).float().mean().item()
 
 
+def shortlist_recall(model: torch.nn.Module, data: TensorData) -> float:
+    """How often a test image's true class is among the ``model.shortlist`` candidates its input
+    class means let into the first block (every class a candidate)."""
+    classes = torch.arange(data.num_classes).expand(len(data.y_test), -1)
+    with torch.no_grad():
+        key = model._shortlist_key(model.encode(data.x_test), classes)
+    return (key.topk(model.shortlist, 1).indices == data.y_test[:, None]).any(1).float().mean().item()
+
+
 def parse_keep(text: str) -> dict[int, list[int]]:
     """``10=3,100=10:3`` -> {10: [3], 100: [10, 3]}: the cascade per class count."""
     out = {}
@@ -93,6 +105,14 @@ def run(name: str, data: TensorData, keep: list[int], shortlist: int, args: argp
         models[mode] = model
         rows.append(dict(learner=name, classes=data.num_classes, mode=mode, cascade=list(model.cascade), shortlist=model.shortlist, hidden=list(cfg.hidden),
                          train_images_per_s=len(data.y_train) / train_s, accuracy=accuracy(model, data)))
+        if model.shortlist:
+            rows[-1]["shortlist_recall"] = shortlist_recall(model, data)
+    scored = copy.deepcopy(models["exhaustive"])  # the exhaustively trained model, scored as the cascade scores
+    scored.set_cascade(models["cascade"].cascade)
+    scored.set_shortlist(shortlist)
+    for x, y in zip(data.x_train.split(1000), data.y_train.split(1000)):
+        scored.observe(x, y)
+    rows[-1]["accuracy_trained_exhaustively"] = accuracy(scored, data)
     bp = MLP(data.input_shape, list(cfg.hidden), data.num_classes).eval()
     speeds = throughputs({**models, "bp": bp}, data.x_test, args.repeats, chunk=CHUNK)
     for row in rows:

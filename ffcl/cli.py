@@ -158,7 +158,7 @@ def check_installed(loggers: list[str]) -> None:
 
 
 COMPARE_WITH = {  # what a finished run is suggested to be compared with, per scenario kind
-    "class_incremental": ["randumb", "slda", "ncm", "replay", "ewc"],  # the replay-free anchors first (RanDumb, the strongest)
+    "class_incremental": ["randumb", "randconv", "slda", "ncm", "replay", "ewc"],  # the replay-free anchors first (RanDumb; random conv features + LDA)
     "task_incremental": ["naive", "ewc", "si", "lwf", "replay"],  # where regularisation was designed to work
     "domain_incremental": ["naive", "ewc", "si", "lwf", "replay"],
 }

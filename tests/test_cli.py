@@ -256,7 +256,7 @@ def test_threads_zero_is_refused(tmp_path, capsys):
     assert "--threads must be >= 1" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("scenario_kind,anchors", [("class_incremental", "ncm,randumb,slda,replay,ewc"),
+@pytest.mark.parametrize("scenario_kind,anchors", [("class_incremental", "ncm,randumb,randconv,slda,replay,ewc"),
                                                     ("task_incremental", "ncm,naive,ewc,si,lwf,replay")])
 def test_the_suggested_comparison_lists_each_strategy_once(tmp_path, capsys, scenario_kind, anchors):
     assert main(["run", "--strategy", "ncm", "--set", f"scenario.kind=\"{scenario_kind}\"", "--out", str(tmp_path / "r")]) == 0
