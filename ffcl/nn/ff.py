@@ -454,8 +454,7 @@ class FFNet(nn.Module):
 
     def infer_scores(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """:meth:`candidate_scores` through the net's shortlist and cascade (:meth:`set_shortlist`,
-        :meth:`set_cascade`), computed
-        sparsely when no gradient is needed and every block has k-WTA."""
+        :meth:`set_cascade`), computed sparsely when no gradient is needed and every block has k-WTA."""
         sparse = not torch.is_grad_enabled() and all(b.sparse for b in self.blocks)
         return self.candidate_scores(x, labels, sparse, self.cascade, self.shortlist)
 
