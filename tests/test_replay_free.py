@@ -175,7 +175,9 @@ def test_dc_lda_on_a_conv_net_trains_its_stages_only_in_the_first_experience(dig
 
 def test_dc_lda_refuses_bad_arguments(digits):
     for args, match in (({"feature_experiences": -1}, "feature_experiences"), ({"readout": "qda"}, "readout"),
-                        ({"shrinkage": 2.0}, "shrinkage"), ({"copies": 1}, "copies")):
+                        ({"shrinkage": 2.0}, "shrinkage"), ({"copies": 1}, "copies"),
+                        ({"feature_experiences": 0, "proj_dim": 32}, "so proj_dim .* would be ignored"),
+                        ({"feature_experiences": 0, "copies": 5, "dropout": 0.1}, "so copies, dropout .* would be ignored")):
         with pytest.raises(ConfigError, match=match):
             build(StrategyConfig(learner="dc_lda", hidden=[8], learner_args=args), (1, 8, 8), 10)
 

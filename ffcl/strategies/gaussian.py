@@ -278,15 +278,18 @@ def ncm(ctx: BuildContext) -> GaussianTemplate:
     return GaussianTemplate(model=model, **ctx.template_kwargs())
 
 
+DC_TRAINING = {"copies": 10, "dropout": 0.2, "proj_dim": 100}  # dc_lda's arguments that only the feature training reads
+
+
 @register_learner("dc_lda", takes_net=True, local_blocks=True)
 def dc_lda(
     ctx: BuildContext,
     feature_experiences: int = 1,
     readout: str = "lda",
     shrinkage: float | str = "oas",
-    copies: int = 10,
-    dropout: float = 0.2,
-    proj_dim: int = 100,
+    copies: int = DC_TRAINING["copies"],
+    dropout: float = DC_TRAINING["dropout"],
+    proj_dim: int = DC_TRAINING["proj_dim"],
     standardize_input: bool = False,
     seed: int = 0,
     covariance_refresh: int = 0,
@@ -296,6 +299,11 @@ def dc_lda(
     experiences and then frozen, under a streaming Gaussian ``readout`` (``covariance_refresh`` as for ``slda``)."""
     hidden = ctx.blocks()
     common = dict(copies=copies, dropout=dropout, proj_dim=proj_dim, standardize_input=standardize_input, seed=seed)
+    if not feature_experiences:
+        unused = [k for k, v in dict(copies=copies, dropout=dropout, proj_dim=proj_dim).items() if v != DC_TRAINING[k]]
+        if unused:
+            raise ConfigError(f"dc_lda: feature_experiences = 0 trains no features, so {', '.join(unused)} (read only by the "
+                              "DC training) would be ignored: drop it or set feature_experiences >= 1")
     try:
         if ctx.config.net == "mlp":
             net: DCNet | DCConvNet = DCNet(ctx.input_shape, hidden, DimensionalityCompression(), **common)
