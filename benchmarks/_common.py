@@ -15,7 +15,7 @@ from ffcl.data import DataError, load_dataset
 from ffcl.machine import machine_info
 from ffcl.rundir import write_json
 
-__all__ = ["write_benchmark", "check_benchmark", "throughputs"]
+__all__ = ["write_benchmark", "check_benchmark", "throughputs", "test_accuracy"]
 
 
 def write_benchmark(path: Path, **fields: Any) -> None:
@@ -66,3 +66,11 @@ def throughputs(fns: dict[str, Any], x: torch.Tensor, repeats: int = 5, chunk: i
                     fn(x[i : i + chunk])
                 best[name] = min(best[name], time.perf_counter() - t)
     return {name: len(x) / t for name, t in best.items()}
+
+
+def test_accuracy(model: Any, data: Any, chunk: int = 100) -> float:
+    """Accuracy of ``model`` (class scores per image) over the test images of ``data`` (a
+    ``TensorData``), in chunks of ``chunk`` images."""
+    with torch.no_grad():
+        pred = torch.cat([model(x).argmax(1) for x in data.x_test.split(chunk)])
+    return (pred == data.y_test).float().mean().item()

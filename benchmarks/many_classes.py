@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 from avalanche.training.plugins import EvaluationPlugin
 
-from _common import check_benchmark, throughputs, write_benchmark  # noqa: E402 (benchmarks/_common.py)
+from _common import check_benchmark, test_accuracy, throughputs, write_benchmark  # noqa: E402 (benchmarks/_common.py)
 from ffcl.config import load_strategy
 from ffcl.data import TensorData, load_dataset, make_stream
 from ffcl.data.streams import permuted
@@ -60,18 +60,12 @@ def subset(data: TensorData, n_train: int, n_test: int, seed: int) -> TensorData
     return TensorData(data.name, data.x_train[tr], data.y_train[tr], data.x_test[te], data.y_test[te], data.class_names)
 
 
-def accuracy(model: torch.nn.Module, data: TensorData) -> float:
-    with torch.no_grad():
-        pred = torch.cat([model(data.x_test[i : i + CHUNK]).argmax(1) for i in range(0, len(data.y_test), CHUNK)])
-    return (pred == data.y_test).float().mean().item()
-
-
 def shortlist_recall(model: torch.nn.Module, data: TensorData) -> float:
     """How often a test image's true class is among the ``model.shortlist`` candidates its input
     class means let into the first block (every class a candidate)."""
     classes = torch.arange(data.num_classes).expand(len(data.y_test), -1)
     with torch.no_grad():
-        key = model._shortlist_key(model.encode(data.x_test), classes)
+        key = model.shortlist_key(model.encode(data.x_test), classes)
     return (key.topk(model.shortlist, 1).indices == data.y_test[:, None]).any(1).float().mean().item()
 
 
@@ -104,7 +98,7 @@ def run(name: str, data: TensorData, keep: list[int], shortlist: int, args: argp
         model = strategy.model.eval()
         models[mode] = model
         rows.append(dict(learner=name, classes=data.num_classes, mode=mode, cascade=list(model.cascade), shortlist=model.shortlist, hidden=list(cfg.hidden),
-                         train_images_per_s=len(data.y_train) / train_s, accuracy=accuracy(model, data)))
+                         train_images_per_s=len(data.y_train) / train_s, accuracy=test_accuracy(model, data, CHUNK)))
         if model.shortlist:
             rows[-1]["shortlist_recall"] = shortlist_recall(model, data)
     scored = copy.deepcopy(models["exhaustive"])  # the exhaustively trained model, scored as the cascade scores
@@ -112,7 +106,7 @@ def run(name: str, data: TensorData, keep: list[int], shortlist: int, args: argp
     scored.set_shortlist(shortlist)
     for x, y in zip(data.x_train.split(1000), data.y_train.split(1000)):
         scored.observe(x, y)
-    rows[-1]["accuracy_trained_exhaustively"] = accuracy(scored, data)
+    rows[-1]["accuracy_trained_exhaustively"] = test_accuracy(scored, data, CHUNK)
     bp = MLP(data.input_shape, list(cfg.hidden), data.num_classes).eval()
     speeds = throughputs({**models, "bp": bp}, data.x_test, args.repeats, chunk=CHUNK)
     for row in rows:

@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 
 from ffcl.data import load_dataset
-from _common import check_benchmark, throughputs, write_benchmark  # noqa: E402 (benchmarks/_common.py)
+from _common import check_benchmark, test_accuracy, throughputs, write_benchmark  # noqa: E402 (benchmarks/_common.py)
 from ffcl.experiment import load_learner
 from ffcl.nn import MLP
 
@@ -45,13 +45,6 @@ def label_loop(model):
         return torch.stack([model.infer_scores(x, torch.full((len(x), 1), c)).squeeze(1) for c in classes], 1)
 
     return run
-
-
-def test_accuracy(model, data) -> float:
-    """Accuracy of ``model`` over the whole test set of ``data``."""
-    with torch.no_grad():
-        pred = torch.cat([model(x).argmax(1) for x in data.x_test.split(CHUNK)])
-    return (pred == data.y_test).float().mean().item()
 
 
 def main() -> None:
@@ -113,8 +106,8 @@ def main() -> None:
                 row["throughput_vs_bp"] = row["eval_images_per_s"] / row["bp_mlp_images_per_s"]
                 row["throughput_vs_label_loop"] = row["eval_images_per_s"] / row["label_loop_images_per_s"]
             if variants:
-                row["exhaustive_test_accuracy"] = test_accuracy(model, data)
-                row["cascades"] = [{"cascade": list(m.cascade), "test_accuracy": test_accuracy(m, data),
+                row["exhaustive_test_accuracy"] = test_accuracy(model, data, CHUNK)
+                row["cascades"] = [{"cascade": list(m.cascade), "test_accuracy": test_accuracy(m, data, CHUNK),
                                     "eval_images_per_s": speeds[f"cascade {spec}"],
                                     "throughput_vs_bp": speeds[f"cascade {spec}"] / row["bp_mlp_images_per_s"]}
                                    for spec, m in variants.items()]

@@ -366,7 +366,7 @@ class FFNet(nn.Module):
             self.input_sum.index_add_(0, y, self.encode(x).flatten(1).to(self.input_sum.dtype))
             self.input_count.index_add_(0, y, torch.ones_like(y, dtype=self.input_count.dtype))
 
-    def _shortlist_key(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def shortlist_key(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Minus the squared distance [B, K] from each encoded image x to its candidates' input class
         means (up to the image's own norm, which ranks nothing); a class without statistics yet
         ranks above every other, so it is never left out."""
@@ -414,7 +414,7 @@ class FFNet(nn.Module):
             return keep
 
         if shortlist and shortlist < K:
-            prune(self._shortlist_key(x, labels), shortlist)
+            prune(self.shortlist_key(x, labels), shortlist)
         for i, block in enumerate(self.blocks):
             if sparse:
                 z = block.activation(x, self.codes, labels, below)

@@ -300,7 +300,7 @@ def dc_lda(
     hidden = ctx.blocks()
     common = dict(copies=copies, dropout=dropout, proj_dim=proj_dim, standardize_input=standardize_input, seed=seed)
     if not feature_experiences:
-        unused = [k for k, v in dict(copies=copies, dropout=dropout, proj_dim=proj_dim).items() if v != DC_TRAINING[k]]
+        unused = [k for k, default in DC_TRAINING.items() if common[k] != default]
         if unused:
             raise ConfigError(f"dc_lda: feature_experiences = 0 trains no features, so {', '.join(unused)} (read only by the "
                               "DC training) would be ignored: drop it or set feature_experiences >= 1")
