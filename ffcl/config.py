@@ -43,6 +43,7 @@ SCENARIO_KINDS = ("class_incremental", "task_incremental", "domain_incremental",
 INCREMENTAL_KINDS = SCENARIO_KINDS[:3]  # the three types of incremental learning (ffcl.data.streams.KINDS)
 HEADS = ("masked", "multi")  # task-incremental outputs (ffcl.strategies.heads)
 DRIFTS = ("rotate", "noise")
+EVALUATIONS = ("all", "seen")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 DEVICES = ("auto", "cpu", "cuda")
 LOGGERS = ("tensorboard", "wandb", "csv")  # Avalanche's loggers a run can add (ffcl.loggers)
@@ -83,6 +84,11 @@ class ScenarioConfig:
     of the experiences seen so far (at most ``anytime_test_size`` test samples of each).
     Online scenarios also measure prequential (test-then-train) accuracy: each arriving minibatch
     is scored before the update, cumulatively and over the last ``prequential_window`` samples.
+    ``evaluate`` says what is evaluated after each experience: ``"all"`` every test experience
+    (Avalanche's ``eval(test_stream)``; the untrained learner too, so forward transfer is measured)
+    or ``"seen"`` those trained so far (``eval(test_stream[:i + 1])``): about half the evaluation
+    of a long stream, with the entries of experiences not yet seen left empty (``null``) and
+    forward transfer not measured.
     ``epochs`` and ``batch_size``, when set, replace the strategy's: the training budget belongs to
     the data set (as in Mammoth's dataset classes), so a small data set can ask for more epochs.
     ``net`` and ``hidden``, when set, are the data set's network (e.g. a ``vgg`` net for CIFAR): a
@@ -106,6 +112,7 @@ class ScenarioConfig:
     anytime_every: int | None = None
     anytime_test_size: int = 500
     prequential_window: int = 1000
+    evaluate: str = "all"
     epochs: int | None = None
     batch_size: int | None = None
     net: str | None = None
@@ -118,6 +125,7 @@ class ScenarioConfig:
         _positive(where, "n_experiences", self.n_experiences)
         _positive(where, "online_batch_size", self.online_batch_size)
         _choice(where, "drift", self.drift, DRIFTS)
+        _choice(where, "evaluate", self.evaluate, EVALUATIONS)
         _positive(where, "anytime_test_size", self.anytime_test_size)
         _positive(where, "prequential_window", self.prequential_window)
         if not math.isfinite(self.drift_strength) or self.drift_strength < 0:
@@ -133,10 +141,12 @@ class ScenarioConfig:
             raise ConfigError(f"{where}: 'hidden' goes with 'net' (the data set's conv net); set both or neither")
         for key, applies in (("drift", self.kind == "drift"), ("drift_strength", self.kind == "drift"),
                              ("online_batch_size", self.online), ("online_experience_size", self.online),
-                             ("prequential_window", self.online), ("anytime_test_size", self.anytime_every is not None)):
+                             ("prequential_window", self.online), ("anytime_test_size", self.anytime_every is not None),
+                             ("evaluate", self.kind != "joint")):
             if not applies and getattr(self, key) != _DEFAULTS[key]:
                 who = {"drift": 'kind = "drift"', "drift_strength": 'kind = "drift"',
-                       "anytime_test_size": "scenarios that set anytime_every"}.get(key, "online = true")
+                       "anytime_test_size": "scenarios that set anytime_every",
+                       "evaluate": "streams of several experiences (a joint run's one experience is all there is)"}.get(key, "online = true")
                 raise ConfigError(f"{where}: scenario.{key} is not used by this scenario ({self.kind}"
                                   f"{', online' if self.online else ''}); it applies to {who}: drop it")
         if self.kind == "joint" and self.n_experiences != 1:

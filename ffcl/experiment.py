@@ -239,8 +239,9 @@ def _train(
         f"{cfg.strategy_name} on {cfg.scenario_name} ({data.name}, {n_exp} experience(s)"
         f"{', online batch ' + str(sc.online_batch_size) if sc.online else ''}), seed {cfg.seed}, device {device}"
     )
+    seen_only = sc.evaluate == "seen" and not joint
     if "initial" not in progress:  # the untrained learner, the reference b of forward transfer
-        progress["initial"] = evaluate_row(strategy, stream.test_stream, n_exp)
+        progress["initial"] = None if seen_only else evaluate_row(strategy, stream.test_stream, n_exp)
 
     def record(step: Step) -> str:
         row, t = step.row, step.train_time_s
@@ -255,11 +256,11 @@ def _train(
         i = step.index
         seen = sum(row[: i + 1]) / (i + 1) if not joint else sum(row) / n_exp
         return (f"[exp {i + 1}/{n_exp}] classes {'all' if joint else stream.classes_per_experience[i]} "
-                f"| train {t:.1f}s | acc on seen {seen:.3f} | acc per exp " + " ".join(f"{a:.2f}" for a in row))
+                f"| train {t:.1f}s | acc on seen {seen:.3f} | acc per exp " + " ".join("-" if a is None else f"{a:.2f}" for a in row))
 
     steps = [[stream.benchmark.train_stream]] if joint else _train_groups(stream)
     train_loop(strategy, steps, stream.test_stream, run_dir, done=len(progress["rows"]), record=record,
-               class_names=stream.class_names, quiet=quiet, total=n_exp, say=say)
+               class_names=stream.class_names, quiet=quiet, total=n_exp, say=say, seen_only=seen_only)
     rows = progress["rows"]
     summaries = {k: v for k, v in progress.items() if k not in _PROGRESS}
     metrics = {

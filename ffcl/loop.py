@@ -82,17 +82,18 @@ class Step:
     """One finished training step: its index, its row of the accuracy matrix and its times."""
 
     index: int
-    row: list[float]
+    row: list[float | None]  # None: a test experience not evaluated (ScenarioConfig.evaluate = "seen")
     train_time_s: float
     eval_time_s: float
 
 
 def train_loop(strategy: Any, steps: Iterable[Sequence[Any]], test_stream: Any, out: Path, *, done: int,
                record: Callable[[Step], str], class_names: Sequence[str] | None, quiet: bool,
-               total: int | None = None, say: Callable[[str], None] = print) -> None:
+               total: int | None = None, say: Callable[[str], None] = print, seen_only: bool = False) -> None:
     """Train ``strategy`` step after step, skipping the first ``done`` steps (finished before an
     interruption). A step is a list of experiences (online mini-experiences of one experience, or
-    one); after it the strategy is evaluated on ``test_stream`` and ``record`` stores the
+    one); after it the strategy is evaluated on ``test_stream`` (``seen_only``: on its experiences
+    up to the step's, the row's later entries ``None``) and ``record`` stores the
     :class:`Step` on the strategy (so that the checkpoint holds it) and returns the line to print;
     then ``checkpoint.pt`` and ``learner.pt`` are written in ``out``."""
     for i, group in enumerate(steps):
@@ -103,7 +104,8 @@ def train_loop(strategy: Any, steps: Iterable[Sequence[Any]], test_stream: Any, 
         for exp in bar:
             strategy.train(exp)
         t1 = time.perf_counter()
-        row = evaluate_row(strategy, test_stream, len(test_stream))
+        n = i + 1 if seen_only else len(test_stream)
+        row: list[float | None] = [*evaluate_row(strategy, test_stream[:n], n), *[None] * (len(test_stream) - n)]
         line = record(Step(i, row, t1 - t0, time.perf_counter() - t1))
         checkpoint.write_checkpoint(strategy, out / checkpoint.CHECKPOINT)
         save_learner(strategy, out / LEARNER_FILE, class_names)

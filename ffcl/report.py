@@ -11,6 +11,7 @@ accuracy of online runs, and the neurons each class owns for learners with neuro
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -89,8 +90,9 @@ def _malformed(m: dict[str, Any]) -> str | None:
         return f"{bad!r} is {m[bad]!r}, not a number"
     a = m.get("accuracy_matrix")
     if a is not None and not (isinstance(a, list) and a and all(isinstance(r, list) and r and len(r) == len(a[0])
-                                                                 and all(_number(x) for x in r) for r in a)):
-        return "'accuracy_matrix' is not a non-empty table of numbers"
+                                                                 and all(_number(x) or (x is None and j > i) for j, x in enumerate(r))
+                                                                 for i, r in enumerate(a))):
+        return "'accuracy_matrix' is not a non-empty table of numbers (null only above the diagonal: experiences not yet seen)"
     if m.get("kind") is not None and not isinstance(m["kind"], str):
         return "'kind' is not a string"
     points = {"anytime": ("samples", "accuracy", "experience"), "prequential": ("samples", "window", "cumulative")}
@@ -225,10 +227,12 @@ def write_report(run_dirs: list[Path], out: Path) -> Path:
         a = m["accuracy_matrix"]
         stem = f"{i:02d}-{d.name}"
         fig, ax = plt.subplots(figsize=(5.5, 4.5))  # the heat map and the curves apart: each stays legible on a phone
-        im = ax.imshow([[100 * x for x in row] for row in a], vmin=0, vmax=100, cmap="viridis")
+        pct = [[math.nan if x is None else 100 * x for x in row] for row in a]  # None: not evaluated (blank)
+        im = ax.imshow(pct, vmin=0, vmax=100, cmap="viridis")
         for r, row in enumerate(a if len(a[0]) <= MAX_LABELLED else []):  # long streams: colours only
             for c, x in enumerate(row):
-                ax.text(c, r, f"{100 * x:.0f}", ha="center", va="center", color="w" if x < 0.6 else "k", fontsize=10)
+                if x is not None:
+                    ax.text(c, r, f"{100 * x:.0f}", ha="center", va="center", color="w" if x < 0.6 else "k", fontsize=10)
         ax.set(title=f"{_label(m)}: accuracy matrix (%)", xlabel="test experience", ylabel="after training experience")
         fig.colorbar(im, ax=ax)
         fig.tight_layout()
@@ -236,7 +240,7 @@ def write_report(run_dirs: list[Path], out: Path) -> Path:
         plt.close(fig)
         fig, ax = plt.subplots(figsize=(5.5, 4))
         for j in range(len(a[0])):
-            ax.plot(range(1, len(a) + 1), [100 * row[j] for row in a], marker=".", label=f"exp {j}")
+            ax.plot(range(1, len(a) + 1), [row[j] for row in pct], marker=".", label=f"exp {j}")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         kw = dict(title=f"{_label(m)}: accuracy on each experience", xlabel="experiences trained", ylabel="accuracy (%)", ylim=(0, 100))
         if len(a[0]) <= MAX_LABELLED:

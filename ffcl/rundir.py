@@ -41,14 +41,15 @@ def write_config(path: Path, data: Any) -> None:
         trust.remember(tmp)
 
 
-def write_csv(path: Path, rows: list[list[float]], train_times: list[float]) -> None:
-    """metrics.csv from the accuracy matrix so far, written atomically."""
+def write_csv(path: Path, rows: list[list[float | None]], train_times: list[float]) -> None:
+    """metrics.csv from the accuracy matrix so far (its evaluated entries), written atomically."""
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["trained_experience", "test_experience", "accuracy", "train_time_s"])
         for step, (row, train_time) in enumerate(zip(rows, train_times)):
             for j, acc in enumerate(row):
-                w.writerow([step, j, f"{acc:.6f}", f"{train_time:.3f}"])
+                if acc is not None:
+                    w.writerow([step, j, f"{acc:.6f}", f"{train_time:.3f}"])
 
 
 def load_run_config(run_dir: Path) -> RunConfig:

@@ -352,6 +352,8 @@ def test_show_fills_in_learner_and_plugin_defaults(capsys):
     ("online_batch_size = 5\n", ["scenario.online_batch_size is not used", "online = true"]),
     ("prequential_window = 50\n", ["scenario.prequential_window is not used", "online = true"]),
     ("anytime_test_size = 50\n", ["scenario.anytime_test_size is not used", "anytime_every"]),
+    ('kind = "joint"\nevaluate = "seen"\n', ["scenario.evaluate is not used", "streams of several experiences"]),
+    ('evaluate = "future"\n', ["'evaluate' must be one of all, seen"]),
 ])
 def test_scenario_options_its_kind_does_not_use_are_refused(tmp_path, text, needles):
     with pytest.raises(ConfigError) as e:

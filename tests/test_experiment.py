@@ -12,6 +12,7 @@ from conftest import interrupt_at
 from ffcl.config import to_dict
 from ffcl.experiment import RunError, load_run_config, resolve_device, run_experiment
 from ffcl.metrics import summarize
+from ffcl.report import write_report
 
 FILES = {"config.json", "metrics.json", "metrics.csv", "log.txt", "checkpoint.pt", "learner.pt", ".ffcl.lock"}  # the lock: ffcl.files
 
@@ -177,6 +178,32 @@ def test_resume_after_interruption(tmp_path, monkeypatch, make_config, scenario,
     assert [(int(r["trained_experience"]), int(r["test_experience"])) for r in rows] == [
         (i, j) for i in range(5) for j in range(5)]
     assert len(resumed["train_time_per_experience_s"]) == 5
+
+
+@pytest.mark.parametrize("strategy", ["naive", "sffa"])
+def test_evaluating_only_the_seen_experiences(tmp_path, monkeypatch, make_config, strategy):
+    """scenario.evaluate = "seen": each row holds the experiences trained so far, exactly as
+    evaluating the whole stream gives them, and None after; no untrained evaluation, so no forward
+    transfer; metrics.csv lists the evaluated entries; an interrupted run resumes to the same matrix."""
+    base = ["scenario.epochs=2", "scenario.n_experiences=4"]
+    full = run_experiment(make_config("split_digits", strategy, base), tmp_path / "all", quiet=True)
+    cfg = make_config("split_digits", strategy, base + ['scenario.evaluate="seen"'])
+    seen = run_experiment(cfg, tmp_path / "seen", quiet=True)
+    a, b = full["accuracy_matrix"], seen["accuracy_matrix"]
+    assert b == [[a[i][j] if j <= i else None for j in range(4)] for i in range(4)]
+    assert seen["initial_accuracy"] is None and seen["forward_transfer"] is None and full["forward_transfer"] is not None
+    for key in ("final_average_accuracy", "average_forgetting", "bwt", "plasticity"):
+        assert seen[key] == pytest.approx(full[key])
+    assert [(int(r["trained_experience"]), int(r["test_experience"])) for r in csv_rows(tmp_path / "seen" / "metrics.csv")] == [
+        (i, j) for i in range(4) for j in range(i + 1)]
+    run_dir = tmp_path / "interrupted"
+    with monkeypatch.context() as m:
+        interrupt_at(m, 2)
+        with pytest.raises(KeyboardInterrupt):
+            run_experiment(cfg, run_dir, quiet=True)
+    assert run_experiment(None, run_dir, resume=True, quiet=True)["accuracy_matrix"] == b
+    report = write_report([tmp_path / "seen"], tmp_path / "report")  # the matrix plot leaves the unseen entries blank
+    assert "00-seen-matrix.png" in report.read_text() and (tmp_path / "report" / "00-seen-matrix.png").stat().st_size > 0
 
 
 def test_resume_an_online_run_interrupted_mid_experience(tmp_path, monkeypatch, make_config):

@@ -295,6 +295,7 @@ def test_ray_with_a_bad_address_is_one_line_and_writes_nothing(tmp_path, capsys)
     (lambda m: m.pop("scenario"), "'scenario' is missing"),
     (lambda m: m.__setitem__("train_time_s", "fast"), "'train_time_s' is 'fast', not a number"),
     (lambda m: m.__setitem__("accuracy_matrix", []), "'accuracy_matrix' is not a non-empty table"),
+    (lambda m: m["accuracy_matrix"][-1].__setitem__(0, None), "'accuracy_matrix' is not a non-empty table"),  # null below the diagonal
     (lambda m: m.pop("accuracy_matrix"), "lacks accuracy_matrix"),
 ])
 def test_report_and_compare_on_a_malformed_metrics_file(ncm_run, tmp_path, capsys, change, words):
