@@ -127,3 +127,25 @@ def test_block_activity_of_an_sffa_network():
         assert 0 < s["usage"] <= 1
     dense = block_activity(FFNet((1, 8, 8), [40], 10, SFFA(10.0), split=True), x, y)[0]
     assert dense["sparsity"] < stats[0]["sparsity"]
+
+
+def test_block_activity_measures_at_most_max_images_spread_over_the_seen_experiences(monkeypatch):
+    from types import SimpleNamespace
+
+    import torch
+
+    from ffcl.metrics import activity
+    from ffcl.nn.ff import FFNet
+    from ffcl.objectives import SFFA
+
+    tests = [(torch.rand(10, 1, 8, 8), torch.full((10,), j)) for j in range(6)]
+    measured = []
+    monkeypatch.setattr(activity, "block_activity", lambda model, x, y: measured.append(y.tolist()) or [])
+    metric = activity.BlockActivity(tests, max_images=12)
+    net = FFNet((1, 8, 8), [40], 10, SFFA(10.0), split=True, k=3)
+    for seen in (1, 2, 3, 6):
+        strategy = SimpleNamespace(model=net, device="cpu", experience=SimpleNamespace(current_experience=seen - 1),
+                                   clock=SimpleNamespace(train_iterations=0))
+        metric.after_training_exp(strategy)
+    # 1 seen: all 10 images; 2: 6 each; 3: 4 each; 6: 2 each (never more than 12 in all)
+    assert measured == [[0] * 10, [0] * 6 + [1] * 6, [0] * 4 + [1] * 4 + [2] * 4, [j for j in range(6) for _ in range(2)]]

@@ -1,7 +1,9 @@
 """Per-block activity of FF learners: how sparse each layer fires, and how many of its neurons are used.
 
 After each training experience this Avalanche plugin metric runs the network on a fixed sample of
-test images of the experiences seen so far, each with its true label, and logs per block:
+test images of the experiences seen so far (at most ``max_images``, spread evenly over them, so a
+long stream's later experiences cost no more than its first ones), each with its true label, and
+logs per block:
 
 * ``Activation_Sparsity/block{i}``: the mean fraction of the block's units that are zero for an
   image (k-WTA keeps 2k of 2 x units/2 in SFFA, so ~1 - 2k/units; a dense ReLU layer ~0.5);
@@ -41,11 +43,13 @@ class BlockActivity(PluginMetric[list]):
     """Activation sparsity and neuron usage per block after each training experience.
 
     :param tests: per test experience, ``(x, y)`` tensors (a few hundred images each is plenty).
+    :param max_images: the most images measured after an experience: the first
+        ``max_images // seen`` of each seen experience's (all of them while that is more).
     """
 
-    def __init__(self, tests: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+    def __init__(self, tests: list[tuple[torch.Tensor, torch.Tensor]], max_images: int = 1000) -> None:
         super().__init__()
-        self.tests = tests
+        self.tests, self.max_images = tests, max_images
         self.history: list[list[dict[str, float]]] = []
 
     def reset(self) -> None:
@@ -60,7 +64,8 @@ class BlockActivity(PluginMetric[list]):
             return None
         exp = strategy.experience
         seen = int(getattr(exp, "origin_experience", exp).current_experience) + 1
-        x, y = seen_test_data(self.tests, seen)
+        per = max(1, self.max_images // seen)
+        x, y = seen_test_data([(tx[:per], ty[:per]) for tx, ty in self.tests], seen)
         with eval_mode(model):
             stats = block_activity(model, x.to(strategy.device), y.to(strategy.device))
         if getattr(exp, "is_last_subexp", True):  # online mini-experiences: once per experience
