@@ -153,20 +153,20 @@ class FFBlock(nn.Module):
         """z [B, K, units] for x [B, Din], labels [B, K] and what the block below passed on (:data:`Below`):
         a sparse input is a weighted sum of k weight rows per row (``F.embedding_bag``), no dense product."""
         b, k = labels.shape
-        z = self.bias
-        if self.inp is not None:
-            z = z + (x @ self.inp)[:, None, :]
+        z = self.bias if self.inp is None else torch.addmm(self.bias, x, self.inp)[:, None, :]  # [units] or [B, 1, units]
         if self.code is not None:
             table = codes @ self.code
-            # candidates shared by every image (inference): broadcast one row per class
-            z = z + (table[labels[0]][None] if labels.stride(0) == 0 else F.embedding(labels, table))  # embedding: a fast backward
-        z = z.expand(b, k, self.units).reshape(b * k, self.units)
-        if isinstance(below, tuple):
+            if labels.stride(0) == 0:  # candidates shared by every image (inference): one row per class, broadcast
+                z = z + table[labels[0]]
+            else:  # embedding: a fast backward; adding in place spares a [B, K, units] temporary
+                z = F.embedding(labels, table).add_(z)
+        if isinstance(below, tuple):  # the sparse input's sum, with the rest added in place (no expanded copy)
             idx, vals = below
-            z = z + F.embedding_bag(idx, self.prev, per_sample_weights=vals, mode="sum")
-        elif below is not None:
-            z = torch.addmm(z, below.reshape(b * k, -1), self.prev)
-        return z.view(b, k, self.units)
+            return F.embedding_bag(idx, self.prev, per_sample_weights=vals, mode="sum").view(b, k, self.units).add_(z)
+        if below is not None:
+            return torch.addmm(z if z.dim() == 1 else z.expand(b, k, self.units).reshape(b * k, self.units),
+                               below.reshape(b * k, -1), self.prev).view(b, k, self.units)
+        return z.expand(b, k, self.units).reshape(b, k, self.units)
 
     def activation(self, x: torch.Tensor, codes: torch.Tensor, labels: torch.Tensor, below: Below = None) -> torch.Tensor:
         """ReLU of the preactivation, masked to the units each label owns (before k-WTA)."""
