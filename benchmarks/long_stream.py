@@ -14,7 +14,9 @@ a VAE per class). Exit status 1 if any learner fails.
     python benchmarks/long_stream.py --out benchmarks/results/long_stream.json --plot docs/long_stream_memory.png
     python benchmarks/long_stream.py --learners naive --experiences 10        # quicker
 
-``--learner-arg KEY=VALUE`` sets a learner argument for every learner that takes it (e.g. the label-input
+After each experience the run evaluates the test experiences trained so far (``--evaluate seen``,
+the scenario key ``evaluate``; ``all``: the whole test stream, as Avalanche's ``eval(test_stream)``,
+twice the evaluation). ``--learner-arg KEY=VALUE`` sets a learner argument for every learner that takes it (e.g. the label-input
 FF learners' ``shortlist=10`` and ``cascade=[3]``, ffcl.nn.ff.FFNet); ``wall_time_s`` is each run's
 whole time (training, and evaluating the whole test stream after every experience).
 """
@@ -85,6 +87,9 @@ def main() -> None:
                    help="test images per class; 0: all of MNIST's test set, each digit's images split among the 10 permutations")
     p.add_argument("--hidden", default="400,400", help="hidden sizes of every learner (replay_free: the first)")
     p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--evaluate", choices=("seen", "all"), default="seen",
+                   help="after each experience evaluate the test experiences trained so far (seen) or every one (all); "
+                        "the scenario key evaluate")
     p.add_argument("--warmup", type=int, default=5, help="experiences before memory is expected to be flat")
     p.add_argument("--learner-arg", dest="learner_args", action="append", default=[],
                    help="KEY=VALUE (a TOML value): a learner argument for every learner that takes it (repeatable)")
@@ -106,7 +111,7 @@ def main() -> None:
                                    args.test_per_class, args.seed)
     (runs / "scenario.toml").write_text(
         f'dataset = "npz:{runs / "permuted_mnist.npz"}"\nn_experiences = {args.experiences}\n'
-        f"classes_per_experience = {[2] * args.experiences}\nepochs = {args.epochs}\n"
+        f"classes_per_experience = {[2] * args.experiences}\nepochs = {args.epochs}\nevaluate = \"{args.evaluate}\"\n"
     )
     results, failed = {}, []
     for name in args.learners.split(","):
@@ -137,7 +142,7 @@ def main() -> None:
               f"wall {wall:.0f} s; "
               f"final accuracy {100 * m['final_average_accuracy']:.2f}%", flush=True)
     write_benchmark(args.out, experiences=args.experiences, classes=n_classes, hidden=hidden, train_per_class=args.train_per_class,
-                    test_per_class=args.test_per_class, epochs=args.epochs, warmup=args.warmup, results=results, failed=failed)
+                    test_per_class=args.test_per_class, epochs=args.epochs, evaluate=args.evaluate, warmup=args.warmup, results=results, failed=failed)
     if args.plot:
         import matplotlib
 
