@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 from avalanche.core import SupervisedPlugin
@@ -143,11 +145,17 @@ def test_replay_policies(stream, policy, cls):
             sizes.append(len(strategy.mb_y))
 
     strategy.plugins.append(Record())
-    strategy.train(stream.train_stream[0])
-    first = len(sizes)
-    strategy.train(stream.train_stream[1])
+    filters = list(warnings.filters)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        strategy.train(stream.train_stream[0])
+        assert len(replay.storage_policy.buffer) == 30  # the buffer is filled after the experience
+        first = len(sizes)
+        strategy.train(stream.train_stream[1])
     assert max(sizes[:first]) == 16  # nothing stored yet: the minibatch alone
     assert max(sizes[first:]) == 32  # then each minibatch joined by as many buffer samples (the default)
+    # the update goes through post_adapt: no deprecation warning each experience, no global filter set
+    assert not [w for w in caught if "deprecated" in str(w.message)] and warnings.filters == filters
 
 
 def test_optimizer_and_sizes_come_from_the_recipe(stream):

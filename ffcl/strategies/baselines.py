@@ -223,6 +223,12 @@ class Replay(ReplayPlugin):
             drop_last=drop_last,
         )
 
+    def after_training_exp(self, strategy: Any, **kwargs: Any) -> None:
+        """The buffer update of Avalanche's plugin, through the storage policy's ``post_adapt``: its own
+        call goes through the deprecated ``update``, which warns on every experience and sets a global
+        warnings filter."""
+        self.storage_policy.post_adapt(strategy, strategy.experience)
+
 
 @register_plugin("replay")
 def replay(ctx: BuildContext, mem_size: int = 500, policy: str = "class_balanced", batch_size_mem: int | None = None) -> ReplayPlugin:
