@@ -18,7 +18,7 @@ After each experience the run evaluates the test experiences trained so far (``-
 the scenario key ``evaluate``; ``all``: the whole test stream, as Avalanche's ``eval(test_stream)``,
 twice the evaluation). ``--learner-arg KEY=VALUE`` sets a learner argument for every learner that takes it (e.g. the label-input
 FF learners' ``shortlist=10`` and ``cascade=[3]``, ffcl.nn.ff.FFNet); ``wall_time_s`` is each run's
-whole time (training, and evaluating the whole test stream after every experience).
+whole time (start-up, training, the evaluations, and the checkpoint written after every experience).
 """
 
 from __future__ import annotations

@@ -65,7 +65,7 @@ class BlockActivity(PluginMetric[list]):
         exp = strategy.experience
         seen = int(getattr(exp, "origin_experience", exp).current_experience) + 1
         per = max(1, self.max_images // seen)
-        x, y = seen_test_data([(tx[:per], ty[:per]) for tx, ty in self.tests], seen)
+        x, y = seen_test_data([(tx[:per], ty[:per]) for tx, ty in self.tests[:seen]], seen)
         with eval_mode(model):
             stats = block_activity(model, x.to(strategy.device), y.to(strategy.device))
         if getattr(exp, "is_last_subexp", True):  # online mini-experiences: once per experience
